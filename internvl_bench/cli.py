@@ -1,0 +1,154 @@
+"""``internvl-bench``: list, run, prepare, tables, regress, demo, efficiency.
+
+Task options come from the task's ``Options`` dataclass: ``internvl-bench run --task xtd --help``
+lists them. Every user error ends as one line on stderr and exit status 2; completed records and
+embedding chunks stay on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from internvl_bench import efficiency, reporting
+from internvl_bench.errors import BenchError
+from internvl_bench.records import DEFAULT_RUNS_DIR
+from internvl_bench.registry import describe
+from internvl_bench.runner import DEFAULT_CACHE_DIR, RunConfig, default_device, run_task
+from internvl_bench.task import TASKS, Task
+from model_zoo import MODELS
+from model_zoo.base import PRECISIONS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser(argv).parse_args(argv)
+        if not hasattr(args, "func"):
+            build_parser(argv).print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished embedding chunks and records are kept; re-run to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="internvl-bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+
+    listing = sub.add_parser("list", help="list tasks and models")
+    listing.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="evaluate a model on a task")
+    run.add_argument("--task", required=True, help="task name (see 'internvl-bench list')")
+    run.add_argument("--model", required=True, help="model name, e.g. internvl-c or openclip:ViT-H-14")
+    run.add_argument("--checkpoint", help="weights: local folder/file or hub id[@revision]; model default if omitted")
+    run.add_argument("--data-root", type=Path, help="dataset folder")
+    run.add_argument("--output-dir", type=Path, default=DEFAULT_RUNS_DIR, help="where result records go")
+    run.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="embedding cache folder")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    run.add_argument("--precision", choices=sorted(PRECISIONS), help="default: bf16 on CUDA, fp32 on CPU")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    run.add_argument("--no-progress", action="store_true")
+    task_name = _peek(argv, "--task")
+    if task_name:
+        try:
+            add_task_options(run, TASKS.get(task_name))
+        except BenchError:
+            pass  # reported by cmd_run with the list of known tasks
+    run.set_defaults(func=cmd_run)
+
+    prepare = sub.add_parser("prepare", help="download or verify a task's data")
+    prepare.add_argument("task")
+    prepare.add_argument("--data-root", type=Path, required=True)
+    prepare.add_argument("--download", action="store_true", help="fetch what is missing (needs internet)")
+    prepare.set_defaults(func=cmd_prepare)
+
+    reporting.add_parsers(sub)
+    efficiency.add_parser(sub)
+
+    demo = sub.add_parser("demo", help="offline end-to-end run on generated XTD data with a tiny model")
+    demo.add_argument("--workdir", type=Path, default=Path("demo_data"))
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _peek(argv: Sequence[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def add_task_options(parser: argparse.ArgumentParser, task_cls: type[Task]) -> None:
+    """One ``--flag`` per field of the task's Options dataclass (defaults are the paper's settings)."""
+    group = parser.add_argument_group(f"{task_cls.name} options")
+    for option in dataclasses.fields(task_cls.Options):
+        flag = "--" + option.name.replace("_", "-")
+        default = option.default if option.default is not dataclasses.MISSING else None
+        help_text = f"{option.metadata.get('help', '')} (default: {default})"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f"task_{option.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = type(default) if default is not None else str
+            group.add_argument(flag, dest=f"task_{option.name}", type=kind, default=None, choices=option.metadata.get("choices"), help=help_text)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for title, registry in (("tasks", TASKS), ("models", MODELS)):
+        print(f"{title}:")
+        rows = describe(registry)
+        width = max(len(name) for name, _ in rows)
+        for name, text in rows:
+            print(f"  {name:<{width}}  {text}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    TASKS.get(args.task)  # unknown task -> one-line error listing the known ones
+    options = {k.removeprefix("task_"): v for k, v in vars(args).items() if k.startswith("task_")}
+    config = RunConfig(
+        data_root=args.data_root,
+        output_dir=args.output_dir,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        device=args.device or default_device(),
+        precision=args.precision,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    records = run_task(args.task, args.model, config, checkpoint=args.checkpoint, task_options=options)
+    if config.rank == 0:
+        for record in records:
+            shown = ", ".join(f"{k}={v:.2f}" for k, v in record.metrics.items())
+            print(f"{record.task}/{record.variant} [{record.model}] n={record.n_samples}: {shown}")
+        print(f"records: {config.output_dir}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    print(TASKS.get(args.task).prepare(args.data_root, args.download))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from internvl_bench.demo import run_demo
+
+    print(run_demo(args.workdir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

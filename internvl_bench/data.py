@@ -1,0 +1,109 @@
+"""Image sources: what the runner encodes, loaded lazily inside data-loader workers.
+
+An ``ImageSource`` is an indexable list of items; an item is one image, or a list of frames (a
+video), whose embedding is the mean of the frames' un-normalised features. ``load`` runs in worker
+processes and raises ``BenchError`` naming the file on bad input. ``fingerprint`` identifies the
+items cheaply (paths, sizes, modification times) and keys the embedding cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image
+
+from internvl_bench.errors import BenchError
+
+Item = Image.Image | list[Image.Image]
+
+
+class ImageSource(ABC):
+    """Indexable items to encode; subclasses define how one item is read."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def load(self, index: int) -> Item:
+        """Read item ``index`` (an image, or a list of video frames)."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A hash that changes whenever an item's content may have changed."""
+
+
+class ImageFileSource(ImageSource):
+    """Images read from files, in the order given."""
+
+    def __init__(self, paths: Sequence[Path | str]) -> None:
+        self.paths = [Path(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        return open_image(self.paths[index])
+
+    def fingerprint(self) -> str:
+        return files_fingerprint(self.paths)
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode ``path`` fully (so truncation is caught here) and return it as RGB."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise BenchError(f"{path}: image not found; place the dataset's images there (see the task's docs)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise BenchError(f"{path}: corrupt or unreadable image ({exc}); replace the file") from None
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    """sha256 over (path, size, mtime) of each file; missing files hash as absent (load reports them)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path | str) -> str:
+    """sha256 of a file's bytes (memoised per path, size and mtime): recorded for annotation files."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise BenchError(f"{path}: file not found") from None
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def read_lines(path: Path, what: str, hint: str) -> list[str]:
+    """Lines of a UTF-8 text file without line ends; one-line errors for missing/undecodable files.
+
+    Lines are split on \\n, \\r\\n and \\r only (as Python's file iteration does, and the official
+    readers), not on the Unicode separators ``str.splitlines`` also honours.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle]
+    except FileNotFoundError:
+        raise BenchError(f"{path}: {what} not found; {hint}") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: {what} is not UTF-8 ({exc.reason} at byte {exc.start}); re-download it") from None

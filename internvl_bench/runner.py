@@ -1,0 +1,182 @@
+"""Run one task on one model: variants in turn, cached encoders, one record per variant.
+
+``RunContext`` is what a task sees: the model, the run settings and the encoders. ``run_task``
+builds it, evaluates each variant and writes the records (rank 0 only under torchrun). A variant that
+fails with a ``BenchError`` stops the run after the records of earlier variants and every finished
+embedding chunk are on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from internvl_bench import distributed
+from internvl_bench.cache import cache_key
+from internvl_bench.data import ImageSource, file_sha256
+from internvl_bench.distributed import DistInfo
+from internvl_bench.encoding import Encoder
+from internvl_bench.provenance import environment
+from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, write_record
+from internvl_bench.task import TASKS, Task
+from model_zoo import load_model
+from model_zoo.base import PREPROCESS_MODES, ContrastiveModel
+
+log = logging.getLogger(__name__)
+DEFAULT_CACHE_DIR = Path(os.environ.get("INTERNVL_BENCH_CACHE", Path.home() / ".cache" / "internvl_bench"))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 on GPUs (the official evals' setting), fp32 on CPU where bf16 matmuls are slow and lossy."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+@dataclass
+class RunConfig:
+    """Engine settings of a run (task protocol options live in the task's ``Options``)."""
+
+    data_root: Path | None = None
+    output_dir: Path = DEFAULT_RUNS_DIR
+    cache_dir: Path | None = DEFAULT_CACHE_DIR
+    device: torch.device = field(default_factory=default_device)
+    precision: str | None = None
+    batch_size: int = 64
+    workers: int = 2
+    progress: bool = True
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        if self.precision is None:
+            self.precision = default_precision(self.device)
+
+
+class RunContext:
+    """The model plus cached, batched, data-parallel encoders, handed to ``Task.evaluate``."""
+
+    def __init__(self, model: ContrastiveModel, config: RunConfig, dist_info: DistInfo) -> None:
+        self.model = model
+        self.config = config
+        self.dist = dist_info
+        self.is_main = dist_info.is_main
+        self._model_fingerprint = model.fingerprint()
+        self._encoder = Encoder(
+            model,
+            None if config.cache_dir is None else Path(config.cache_dir) / "embeddings",
+            dist_info,
+            config.batch_size,
+            config.workers,
+            progress=config.progress,
+        )
+
+    def encode_images(
+        self,
+        source: ImageSource,
+        mode: str,
+        *,
+        normalize: bool = True,
+        skip_errors: bool = False,
+        desc: str = "images",
+    ) -> torch.Tensor:
+        """float32 CPU [len(source), D] in dataset order; a frame-list item is the mean of its frames."""
+        if mode not in PREPROCESS_MODES:
+            raise ValueError(f"unknown preprocessing mode {mode!r}")
+        key = cache_key(
+            kind="image",
+            model=self._model_fingerprint,
+            data=source.fingerprint(),
+            mode=mode,
+            precision=self.config.precision,
+            normalize=normalize,
+            skip_errors=skip_errors,
+        )
+        return self._encoder.images(source, key, mode, normalize, skip_errors, desc)
+
+    def encode_texts(self, texts: Sequence[str], *, normalize: bool = True, desc: str = "texts") -> torch.Tensor:
+        """float32 CPU [len(texts), D] in the given order."""
+        digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+        key = cache_key(
+            kind="text", model=self._model_fingerprint, texts=digest, n=len(texts),
+            precision=self.config.precision, normalize=normalize,
+        )
+        return self._encoder.texts(texts, key, normalize, desc)
+
+    @staticmethod
+    def file_sha256(path: Path | str) -> str:
+        return file_sha256(path)
+
+
+def run_task(
+    task_name: str,
+    model_name: str,
+    config: RunConfig,
+    checkpoint: str | None = None,
+    task_options: dict[str, Any] | None = None,
+) -> list[ResultRecord]:
+    """Evaluate ``model_name`` on every variant of ``task_name``; returns (and on rank 0 writes) records."""
+    task_cls: type[Task] = TASKS.get(task_name)
+    task = task_cls(task_cls.options_from_mapping(task_options or {}))
+    variants = task.variants()
+    dist_info = distributed.init_from_env(config.device.type)
+    if dist_info.world_size > 1 and config.device.type == "cuda":
+        config.device = torch.device("cuda", dist_info.local_rank)
+    config.rank, config.world_size = dist_info.rank, dist_info.world_size
+    try:
+        model = load_model(model_name, checkpoint=checkpoint, device=config.device, precision=config.precision)
+        ctx = RunContext(model, config, dist_info)
+        records = []
+        for variant in variants:
+            records.append(_evaluate_variant(task, variant, ctx, model_name, checkpoint))
+        return records
+    finally:
+        distributed.shutdown(dist_info)
+
+
+def _evaluate_variant(
+    task: Task, variant: str, ctx: RunContext, model_name: str, checkpoint: str | None
+) -> ResultRecord:
+    config = ctx.config
+    started = time.perf_counter()
+    result = task.evaluate(variant, ctx)
+    wall = time.perf_counter() - started
+    record = ResultRecord(
+        task=task.name,
+        task_version=task.version,
+        variant=variant,
+        model=model_name,
+        checkpoint=checkpoint,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+        n_samples=result.n_samples,
+        options={
+            **dataclasses.asdict(task.options),
+            "precision": config.precision,
+            "batch_size": config.batch_size,
+        },
+        details=result.details,
+        provenance={
+            "model": ctx.model.provenance(),
+            "model_fingerprint": ctx.model.fingerprint(),
+            "data_files": result.data_files,
+            "world_size": config.world_size,
+            "wall_time_s": round(wall, 3),
+            "throughput_items_per_s": round(result.n_samples / wall, 3) if wall > 0 else None,
+            **environment(config.device),
+        },
+    )
+    if ctx.is_main:
+        path = write_record(record, config.output_dir)
+        log.info("wrote %s", path)
+    return record

@@ -1,0 +1,78 @@
+"""XTD from generated files through the CLI to Table A, checked against an independent computation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import model_zoo
+from internvl_bench.cli import main
+from internvl_bench.data import file_sha256
+from tasks.xtd import image_path
+
+
+def brute_i2t_r_at(k: int, scores: torch.Tensor) -> float:
+    """scores [n_text, n_image] with caption i <-> image i; stable order, lower index first on ties."""
+    n = scores.shape[1]
+    hits = sum(i in sorted(range(n), key=lambda t: (-scores[t, i].item(), t))[:k] for i in range(n))
+    return 100 * hits / n
+
+
+def test_cli_run_writes_records_and_table_a(xtd_root: Path, run_args: list[str], tmp_path: Path, capsys) -> None:
+    assert main(["run", "--task", "xtd", "--languages", "en,es,jp", "--data-root", str(xtd_root), *run_args]) == 0
+    records = sorted((tmp_path / "runs").glob("*.json"))
+    assert [p.name for p in records] == [f"openclip-tiny-clip-random-0__xtd__{lang}.json" for lang in ("en", "es", "jp")]
+
+    record = json.loads(records[0].read_text())
+    assert record["task"] == "xtd" and record["variant"] == "en" and record["n_samples"] == 12
+    assert set(record["metrics"]) == {"i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_R"}
+    assert record["options"]["preprocess"] == "squash" and record["options"]["precision"] == "fp32"
+    caption_file = str(xtd_root / "test_1kcaptions_en.txt")
+    assert record["provenance"]["data_files"][caption_file] == file_sha256(caption_file)
+    assert record["provenance"]["world_size"] == 1 and record["provenance"]["packages"]["torch"]
+
+    # independent path: the public model API, no engine, brute-force ranking
+    model = model_zoo.load_model("openclip:tiny-clip", checkpoint="random:0")
+    names = (xtd_root / "test_image_names.txt").read_text().splitlines()
+    from PIL import Image
+
+    pixels = model.preprocess([Image.open(image_path(xtd_root, n)) for n in names], mode="squash")
+    captions = [c.strip() for c in (xtd_root / "test_1kcaptions_en.txt").read_text().splitlines()]
+    scores = model.encode_text(captions) @ model.encode_image(pixels).T
+    for k in (1, 5, 10):
+        assert record["metrics"][f"i2t_R@{k}"] == pytest.approx(brute_i2t_r_at(k, scores), abs=1e-9)
+
+    capsys.readouterr()
+    assert main(["tables", "--table", "A", "--runs", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out
+    assert "| InternVL-C (ours) | 97.3 |" in table
+    ours = next(line for line in table.splitlines() if line.startswith("| openclip:tiny-clip"))
+    assert f"| {record['metrics']['i2t_R@10']:.1f} |" in ours
+    assert main(["tables", "--table", "A", "--format", "latex", "--runs", str(tmp_path / "runs")]) == 0
+    assert r"\begin{tabular}" in capsys.readouterr().out
+
+
+def test_rerun_is_served_from_the_cache(xtd_root: Path, run_args: list[str], tmp_path: Path) -> None:
+    argv = ["run", "--task", "xtd", "--languages", "en", "--data-root", str(xtd_root), *run_args]
+    assert main(argv) == 0
+    chunks = sorted((tmp_path / "cache").rglob("*.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in chunks]
+    first = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())["metrics"]
+    assert main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache").rglob("*.safetensors"))] == stamps
+    assert json.loads(next((tmp_path / "runs").glob("*.json")).read_text())["metrics"] == first
+
+
+def test_list_shows_tasks_and_models(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "xtd" in out and "openclip:ARG" in out
+
+
+def test_demo_prints_table_a(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--workdir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "Table A" in out and "(this run)" in out
+    assert len(list((tmp_path / "demo" / "runs").glob("*__xtd__*.json"))) == 8
