@@ -88,7 +88,6 @@ class Encoder:
         self.workers = workers
         self.chunk_batches = chunk_batches
         self.progress = progress and dist_info.is_main
-        self.skipped: list[str] = []
 
     # -- public -----------------------------------------------------------------------------
     def images(
@@ -130,7 +129,6 @@ class Encoder:
                 if not skip_errors:
                     raise BenchError(error)
                 log.warning("skipped: %s", error)
-                self.skipped.append(error)
         out = torch.full((len(batch), self.model.embed_dim), torch.nan)
         if not good:
             return out

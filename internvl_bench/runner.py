@@ -72,7 +72,7 @@ class RunContext:
         self.config = config
         self.dist = dist_info
         self.is_main = dist_info.is_main
-        self._model_fingerprint = model.fingerprint()
+        self.model_fingerprint = model.fingerprint()
         self._encoder = Encoder(
             model,
             None if config.cache_dir is None else Path(config.cache_dir) / "embeddings",
@@ -96,7 +96,7 @@ class RunContext:
             raise ValueError(f"unknown preprocessing mode {mode!r}")
         key = cache_key(
             kind="image",
-            model=self._model_fingerprint,
+            model=self.model_fingerprint,
             data=source.fingerprint(),
             mode=mode,
             precision=self.config.precision,
@@ -109,7 +109,7 @@ class RunContext:
         """float32 CPU [len(texts), D] in the given order."""
         digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()
         key = cache_key(
-            kind="text", model=self._model_fingerprint, texts=digest, n=len(texts),
+            kind="text", model=self.model_fingerprint, texts=digest, n=len(texts),
             precision=self.config.precision, normalize=normalize,
         )
         return self._encoder.texts(texts, key, normalize, desc)
@@ -168,7 +168,7 @@ def _evaluate_variant(
         details=result.details,
         provenance={
             "model": ctx.model.provenance(),
-            "model_fingerprint": ctx.model.fingerprint(),
+            "model_fingerprint": ctx.model_fingerprint,
             "data_files": result.data_files,
             "world_size": config.world_size,
             "wall_time_s": round(wall, 3),

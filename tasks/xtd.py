@@ -135,7 +135,8 @@ def xtd_files(language: str) -> tuple[str, str]:
 
 
 def prepare_xtd(root: Path, download: bool) -> str:
-    """Check the layout under ``root``; with ``download``, fetch what is missing first."""
+    """Check the layout and checksums under ``root`` (printing one line per file); with ``download``,
+    fetch what is missing first. Raises ``BenchError`` when anything is missing or changed."""
     wanted = [(IMAGE_LIST, f"{SOURCE_REPO}/XTD10/{IMAGE_LIST}")] + [xtd_files(lang) for lang in LANGUAGES]
     if download:
         root.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,10 @@ def prepare_xtd(root: Path, download: bool) -> str:
             missing.append(f"missing {len(absent)} of {len(names)} COCO images, e.g. {image_path(root, absent[0])}")
         else:
             report.append(f"ok      {len(names)} COCO images under {root}/train2014 and {root}/val2014")
+    print("\n".join(report + missing))
     if missing:
-        report += missing
-        report.append("place the files as listed (XTD10 repository + COCO 2014 images), or re-run with --download")
-    return "\n".join(report)
+        raise BenchError(
+            f"{root}: XTD data incomplete ({len(missing)} problem(s) listed above); place the files from the "
+            "XTD10 repository and COCO 2014, or re-run with --download on a machine with internet"
+        )
+    return f"{root}: XTD data complete and verified"

@@ -31,11 +31,11 @@ def test_record_round_trip_keeps_nan_and_writes_atomically(tmp_path: Path) -> No
 
 def test_table_a_shows_paper_ours_and_difference(tmp_path: Path) -> None:
     paper = {row["method"]: row for row in load_table("A")["rows"]}["InternVL-C (ours)"]["values"]
-    records = [record("internvl-c", lang, paper[lang] + 0.5) for lang in LANGS]
+    records = [record("internvl-c-pth", lang, paper[lang] + 0.5) for lang in LANGS]
     rows = build_rows(load_table("A"), records)
     labels = [r.label for r in rows]
     at = labels.index("InternVL-C (ours)")
-    assert labels[at + 1] == "internvl-c (this run)" and rows[at + 2].kind == "delta"
+    assert labels[at + 1] == "internvl-c-pth (this run)" and rows[at + 2].kind == "delta"
     assert rows[at + 1].values["en"] == pytest.approx(paper["en"] + 0.5)
     assert rows[at + 1].values["avg"] == pytest.approx(sum(paper[lang] + 0.5 for lang in LANGS) / 8)
     assert all(rows[at + 2].values[k] == pytest.approx(0.5) for k in LANGS)
