@@ -10,9 +10,11 @@ Conventions (shared by Tables A, C and D):
 - Ties are broken by index, as a stable sort would: a candidate with the same score as the positive
   ranks ahead of it when its index is lower. Exact ties are rare in float32 but this makes the
   result independent of the top-k kernel.
-- Memory: queries are processed in chunks so that a chunk's score rows stay under ``max_chunk_bytes``;
-  no full score matrix or positive-pair mask is ever built, so 100k images x 500k captions fit in a
-  few GB.
+- Memory and time: the score matrix is produced in row chunks of at most ``max_chunk_bytes`` and
+  never stored whole, nor is a positive-pair mask, so 100k images x 500k captions fit in a few GB.
+  From embeddings, each chunk of image rows serves both directions: image->text ranks its rows
+  directly; text->image keeps, per caption, a running top-k over the image chunks seen so far. The
+  matrix product, which dominates the cost, is therefore computed once.
 """
 from __future__ import annotations
 
@@ -37,14 +39,50 @@ def retrieval_recalls(
     images = image_emb.float()
     texts = text_emb.float()
     text_to_image = _check_mapping(text_to_image, len(texts), len(images))
-    return _both_directions(
-        lambda a, b: images[a:b] @ texts.T,
-        lambda a, b: texts[a:b] @ images.T,
-        text_to_image,
-        len(images),
-        ks,
-        max_chunk_bytes,
+    n_images, n_texts = len(images), len(texts)
+    if n_images == 0 or n_texts == 0:
+        raise ValueError("no queries to score")
+    i2t_top, t2i_top = min(max(ks), n_texts), min(max(ks), n_images)
+    i2t_positives = captions_per_image(text_to_image, n_images)
+    i2t_hits = {k: 0 for k in ks}
+    t2i = _RunningTop(n_texts, t2i_top)
+    t2i_scores = torch.empty(n_texts)
+    chunk = max(1, max_chunk_bytes // (4 * n_texts))
+    for start in range(0, n_images, chunk):
+        end = min(start + chunk, n_images)
+        rows = images[start:end] @ texts.T  # [chunk, n_texts]
+        best = _best_positive_rank(rows, i2t_positives[start:end], i2t_top, lambda q: rows[q])
+        for k in ks:
+            i2t_hits[k] += int((best < k).sum())
+        t2i.merge(rows, start)
+        here = ((text_to_image >= start) & (text_to_image < end)).nonzero().flatten()
+        t2i_scores[here] = rows[text_to_image[here] - start, here]
+    t2i_rank = _rank_from_top(
+        t2i_scores[:, None], text_to_image[:, None], t2i.values, t2i.indices, t2i_top,
+        lambda q: texts[q] @ images.T,
     )
+    metrics = {f"i2t_R@{k}": 100.0 * i2t_hits[k] / n_images for k in ks}
+    metrics |= {f"t2i_R@{k}": 100.0 * int((t2i_rank < k).sum()) / n_texts for k in ks}
+    metrics["mean_R"] = sum(metrics.values()) / len(metrics)
+    return metrics
+
+
+class _RunningTop:
+    """Per column of a row-chunked matrix: the ``top`` largest values so far and their row indices."""
+
+    def __init__(self, n_columns: int, top: int) -> None:
+        self.top = top
+        self.values = torch.empty(n_columns, 0)
+        self.indices = torch.empty(n_columns, 0, dtype=torch.long)
+
+    def merge(self, rows: torch.Tensor, row_offset: int) -> None:
+        k = min(self.top, rows.shape[0])
+        values, indices = torch.topk(rows, k, dim=0)  # [k, n_columns]
+        values = torch.cat([self.values, values.T], dim=1)
+        indices = torch.cat([self.indices, indices.T + row_offset], dim=1)
+        keep = min(self.top, values.shape[1])
+        self.values, order = torch.topk(values, keep, dim=1)
+        self.indices = indices.gather(1, order)
 
 
 def recalls_from_scores(
@@ -115,36 +153,52 @@ def hit_rates(
     hits = {k: 0 for k in ks}
     for start in range(0, n_queries, chunk):
         rows = score_rows(start, min(start + chunk, n_queries)).float()
-        best_rank = _best_positive_rank(rows, positives[start : start + chunk], top)
+        best_rank = _best_positive_rank(rows, positives[start : start + chunk], top, lambda q: rows[q])
         for k in ks:
             hits[k] += int((best_rank < k).sum())
     return {k: 100.0 * hits[k] / n_queries for k in ks}
 
 
-def _best_positive_rank(rows: torch.Tensor, positives: torch.Tensor, top: int) -> torch.Tensor:
+def _best_positive_rank(
+    rows: torch.Tensor, positives: torch.Tensor, top: int, full_rows: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Rank of each query's best positive among ``rows`` (see ``_rank_from_top``)."""
+    valid = positives >= 0
+    pos_scores = torch.where(valid, rows.gather(1, positives.clamp(min=0)), torch.tensor(-torch.inf))
+    top_values, top_indices = torch.topk(rows, top, dim=1)
+    return _rank_from_top(pos_scores, positives, top_values, top_indices, top, full_rows)
+
+
+def _rank_from_top(
+    pos_scores: torch.Tensor,
+    positives: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    top: int,
+    full_rows: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """Rank (0-based, index tie-break) of each query's best positive; exact below ``top``, else ``top``.
 
-    The top-``top`` scores and their indices give the exact rank of any positive whose score is
-    above the list's last value, or tied with it while the list still holds a lower value. Only when
-    the list ends in a run of scores equal to the positive's (equal candidates may lie beyond the
-    cut) is the row counted in full.
+    ``top_values`` / ``top_indices`` [Q, top] are any valid top-``top`` set of each query's scores
+    (every score above the set's smallest is in it). They give the exact rank of a positive scoring
+    above that smallest value, or tied with it while the set still holds a lower value. Only when the
+    set ends in a run of scores equal to the positive's (equal candidates may lie beyond the cut) is
+    the query's full row, ``full_rows(query_indices)``, counted -- a rare event.
     """
     valid = positives >= 0
     safe = positives.clamp(min=0)
-    pos_scores = torch.where(valid, rows.gather(1, safe), torch.full(safe.shape, -torch.inf))
-    top_values, top_indices = torch.topk(rows, top, dim=1)
-    above = top_values[:, None, :] > pos_scores[:, :, None]
     equal = top_values[:, None, :] == pos_scores[:, :, None]
-    greater = above.sum(-1)
+    greater = (top_values[:, None, :] > pos_scores[:, :, None]).sum(-1)
     n_equal = equal.sum(-1)
     equal_before = (equal & (top_indices[:, None, :] < safe[:, :, None])).sum(-1)
     rank = torch.where(valid, greater + equal_before, torch.full_like(greater, top))
     cut = valid & (n_equal > 0) & (greater + n_equal == top)
     if cut.any():
         qs, ps = cut.nonzero(as_tuple=True)
-        full_rows, scores, candidates = rows[qs], pos_scores[qs, ps], safe[qs, ps]
+        rows, candidates = full_rows(qs), safe[qs, ps]
+        scores = rows.gather(1, candidates[:, None])
         before = torch.arange(rows.shape[1])[None, :] < candidates[:, None]
-        rank[qs, ps] = (full_rows > scores[:, None]).sum(1) + ((full_rows == scores[:, None]) & before).sum(1)
+        rank[qs, ps] = (rows > scores).sum(1) + ((rows == scores) & before).sum(1)
     return rank.min(dim=1).values.clamp(max=top)
 
 

@@ -81,3 +81,19 @@ def test_captions_per_image_pads_ragged_lists() -> None:
 def test_bad_mapping_is_rejected() -> None:
     with pytest.raises(ValueError):
         recalls_from_scores(torch.zeros(3, 2), torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("chunk_bytes", [1, 4 * 64 * 3, 1 << 30])
+def test_single_pass_from_embeddings_matches_brute_force_with_ties(seed: int, chunk_bytes: int) -> None:
+    """Integer-valued embeddings: every score is exact, so ties are real and identical on both paths."""
+    generator = torch.Generator().manual_seed(seed)
+    n_image = int(torch.randint(3, 20, (), generator=generator))
+    n_text = int(torch.randint(n_image, 3 * n_image, (), generator=generator))
+    images = torch.randint(0, 3, (n_image, 3), generator=generator).float()
+    texts = torch.randint(0, 3, (n_text, 3), generator=generator).float()
+    text_to_image = torch.randint(0, n_image, (n_text,), generator=generator)
+    ks = (1, 2, 5)
+    ours = retrieval_recalls(images, texts, text_to_image, ks=ks, max_chunk_bytes=chunk_bytes)
+    expected = brute_force(texts @ images.T, text_to_image, ks)
+    assert {k: ours[k] for k in expected} == pytest.approx(expected)
