@@ -77,7 +77,6 @@ class Encoder:
         cache_root: Path | None,
         dist_info: DistInfo,
         batch_size: int,
-        workers: int,
         chunk_batches: int = 8,
         progress: bool = True,
     ) -> None:
@@ -85,23 +84,21 @@ class Encoder:
         self.cache_root = cache_root
         self.dist = dist_info
         self.batch_size = batch_size
-        self.workers = workers
         self.chunk_batches = chunk_batches
         self.progress = progress and dist_info.is_main
 
     # -- public -----------------------------------------------------------------------------
     def images(
-        self, source: ImageSource, key: str, mode: str, normalize: bool, skip_errors: bool, desc: str
+        self, source: ImageSource, key: str, mode: str, normalize: bool, skip_errors: bool, workers: int, desc: str
     ) -> torch.Tensor:
         transform = self.model.image_transform(mode)
         dataset = _TransformedItems(source, transform)
 
         def run_batches(batches: list[list[int]]) -> Iterator[torch.Tensor]:
-            workers = min(self.workers, len(batches))
             loader = DataLoader(
                 dataset,
                 batch_sampler=batches,
-                num_workers=workers,
+                num_workers=min(workers, len(batches)),
                 collate_fn=_collate,
                 persistent_workers=False,
             )

@@ -78,7 +78,6 @@ class RunContext:
             None if config.cache_dir is None else Path(config.cache_dir) / "embeddings",
             dist_info,
             config.batch_size,
-            config.workers,
             progress=config.progress,
         )
 
@@ -89,9 +88,14 @@ class RunContext:
         *,
         normalize: bool = True,
         skip_errors: bool = False,
+        max_workers: int | None = None,
         desc: str = "images",
     ) -> torch.Tensor:
-        """float32 CPU [len(source), D] in dataset order; a frame-list item is the mean of its frames."""
+        """float32 CPU [len(source), D] in dataset order; a frame-list item is the mean of its frames.
+
+        ``max_workers`` caps the data-loader workers for sources that cannot feed more (e.g. one
+        worker per webdataset shard).
+        """
         if mode not in PREPROCESS_MODES:
             raise ValueError(f"unknown preprocessing mode {mode!r}")
         key = cache_key(
@@ -103,7 +107,8 @@ class RunContext:
             normalize=normalize,
             skip_errors=skip_errors,
         )
-        return self._encoder.images(source, key, mode, normalize, skip_errors, desc)
+        workers = self.config.workers if max_workers is None else min(self.config.workers, max_workers)
+        return self._encoder.images(source, key, mode, normalize, skip_errors, workers, desc)
 
     def encode_texts(self, texts: Sequence[str], *, normalize: bool = True, desc: str = "texts") -> torch.Tensor:
         """float32 CPU [len(texts), D] in the given order."""

@@ -59,3 +59,10 @@ def test_unknown_pretrained_tag_lists_the_known_ones() -> None:
 def test_precision_names_are_checked() -> None:
     with pytest.raises(BenchError, match="unknown precision 'fp8'"):
         model_zoo.load_model("openclip:tiny-clip", checkpoint="random", precision="fp8")
+
+
+def test_trimmed_padding_gives_the_full_context_features(tiny) -> None:
+    texts = ["a photo of a cat.", "a much longer caption that uses many more of the context tokens than the others", ""]
+    full = torch.nn.functional.normalize(tiny.network.encode_text(tiny.tokenize(texts)), dim=-1)
+    assert tiny.provenance()["text_padding_trimmed"]
+    assert torch.allclose(tiny.encode_text(texts), full, atol=1e-6)
