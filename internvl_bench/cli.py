@@ -103,7 +103,10 @@ def add_task_options(parser: argparse.ArgumentParser, task_cls: type[Task]) -> N
             group.add_argument(flag, dest=f"task_{option.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = type(default) if default is not None else str
-            group.add_argument(flag, dest=f"task_{option.name}", type=kind, default=None, choices=option.metadata.get("choices"), help=help_text)
+            group.add_argument(
+                flag, dest=f"task_{option.name}", metavar=None if option.metadata.get("choices") else option.name.upper(),
+                type=kind, default=None, choices=option.metadata.get("choices"), help=help_text,
+            )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
