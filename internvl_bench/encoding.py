@@ -120,24 +120,23 @@ class Encoder:
     # -- internals ----------------------------------------------------------------------------
     def _encode_items(self, batch: list, normalize: bool, skip_errors: bool) -> torch.Tensor:
         """Encode a batch of items; frames are flattened into one forward pass and averaged per item."""
-        good = [(index, pixels) for index, pixels, error in batch if error is None]
-        for index, _, error in batch:
+        for _, _, error in batch:
             if error is not None:
                 if not skip_errors:
                     raise BenchError(error)
                 log.warning("skipped: %s", error)
+        rows = [position for position, (_, _, error) in enumerate(batch) if error is None]
         out = torch.full((len(batch), self.model.embed_dim), torch.nan)
-        if not good:
+        if not rows:
             return out
-        frames = torch.cat([pixels for _, pixels in good])
-        single = all(len(pixels) == 1 for _, pixels in good)
+        counts = [len(batch[row][1]) for row in rows]
+        frames = torch.cat([batch[row][1] for row in rows])
+        single = all(count == 1 for count in counts)
         features = self.model.encode_image(frames, normalize=normalize and single).float().cpu()
         if not single:
-            counts = [len(pixels) for _, pixels in good]
             features = torch.stack([part.mean(0) for part in features.split(counts)])
             if normalize:
                 features = F.normalize(features, dim=-1)
-        rows = [position for position, (_, _, error) in enumerate(batch) if error is None]
         out[rows] = features
         return out
 
@@ -150,9 +149,10 @@ class Encoder:
     ) -> torch.Tensor:
         plan = EncodePlan(n_items, self.batch_size, self.chunk_batches)
         cache = ChunkCache(self.cache_root, key)
+        chunks = plan.chunks()
         done: dict[int, torch.Tensor] = {}
         todo: list[int] = []
-        for index, (start, end) in enumerate(plan.chunks()):
+        for index, (start, end) in enumerate(chunks):
             if index % self.dist.world_size != self.dist.rank:
                 continue
             cached = cache.load(start, end)
@@ -160,7 +160,6 @@ class Encoder:
                 done[index] = cached
             else:
                 todo.append(index)
-        chunks = plan.chunks()
         batches = [batch for index in todo for batch in plan.batches(*chunks[index])]
         bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit="item", disable=None if self.progress and batches else True)
         pending: list[torch.Tensor] = []

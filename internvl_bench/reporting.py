@@ -98,6 +98,12 @@ def build_rows(table: dict[str, Any], records: list[ResultRecord]) -> list[Row]:
     return rows
 
 
+def _latex_escape(text: str) -> str:
+    for char in "_%&#":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
 def _cell(value: float | None, kind: str) -> str:
     if value is None:
         return "-"
@@ -115,14 +121,13 @@ def render(table: dict[str, Any], records: list[ResultRecord], fmt: str) -> str:
         lines += ["", "Paper rows are quoted from the InternVL supplementary; '(this run)' rows come from result records."]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
-        escape = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("#", r"\#")  # noqa: E731
         lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule"]
-        lines.append(" & ".join(escape(h) for h in header) + r" \\")
+        lines.append(" & ".join(_latex_escape(h) for h in header) + r" \\")
         lines.append(r"\midrule")
         for row, cells in zip(rows, body):
-            text = " & ".join(escape(c) for c in cells) + r" \\"
+            text = " & ".join(_latex_escape(c) for c in cells) + r" \\"
             lines.append(r"\rowcolor{gray!10} " + text if row.kind == "ours" else text)
-        lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{escape(caption)}}}", r"\end{table}"]
+        lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_latex_escape(caption)}}}", r"\end{table}"]
         return "\n".join(lines) + "\n"
     raise BenchError(f"unknown format '{fmt}'; choose md or latex")
 

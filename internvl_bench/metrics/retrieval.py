@@ -68,7 +68,13 @@ def retrieval_recalls(
 
 
 class _RunningTop:
-    """Per column of a row-chunked matrix: the ``top`` largest values so far and their row indices."""
+    """Per column of a row-chunked matrix: the ``top`` largest values so far and their row indices.
+
+    Once a column holds ``top`` values, a new chunk can only change it through values above its
+    smallest kept one; only such columns are re-ranked, which after the first chunks is a few
+    percent of them (a strided top-k over every column would cost more than the matrix product).
+    Values equal to the smallest kept one are not needed: the set stays a valid top-``top`` set.
+    """
 
     def __init__(self, n_columns: int, top: int) -> None:
         self.top = top
@@ -76,13 +82,23 @@ class _RunningTop:
         self.indices = torch.empty(n_columns, 0, dtype=torch.long)
 
     def merge(self, rows: torch.Tensor, row_offset: int) -> None:
-        k = min(self.top, rows.shape[0])
-        values, indices = torch.topk(rows, k, dim=0)  # [k, n_columns]
-        values = torch.cat([self.values, values.T], dim=1)
-        indices = torch.cat([self.indices, indices.T + row_offset], dim=1)
-        keep = min(self.top, values.shape[1])
-        self.values, order = torch.topk(values, keep, dim=1)
-        self.indices = indices.gather(1, order)
+        if self.values.shape[1] < self.top:
+            self.values, self.indices = self._merged(self.values, self.indices, rows, row_offset)
+            return
+        columns = (rows > self.values[:, -1]).any(dim=0).nonzero().flatten()
+        if len(columns):
+            self.values[columns], self.indices[columns] = self._merged(
+                self.values[columns], self.indices[columns], rows[:, columns], row_offset
+            )
+
+    def _merged(
+        self, values: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor, row_offset: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        new_values, new_indices = torch.topk(rows, min(self.top, rows.shape[0]), dim=0)  # [k, columns]
+        values = torch.cat([values, new_values.T], dim=1)
+        indices = torch.cat([indices, new_indices.T + row_offset], dim=1)
+        values, order = torch.topk(values, min(self.top, values.shape[1]), dim=1)
+        return values, indices.gather(1, order)
 
 
 def recalls_from_scores(
