@@ -73,6 +73,9 @@ class RunContext:
         self.dist = dist_info
         self.is_main = dist_info.is_main
         self.model_fingerprint = model.fingerprint()
+        # the last image matrix, by cache key: consecutive variants over the same images (XTD's
+        # languages, Flickr30K and Flickr30K-CN) encode them once even without a disk cache
+        self._last_images: tuple[str, torch.Tensor] | None = None
         self._encoder = Encoder(
             model,
             None if config.cache_dir is None else Path(config.cache_dir) / "embeddings",
@@ -107,8 +110,12 @@ class RunContext:
             normalize=normalize,
             skip_errors=skip_errors,
         )
+        if self._last_images is not None and self._last_images[0] == key:
+            return self._last_images[1]
         workers = self.config.workers if max_workers is None else min(self.config.workers, max_workers)
-        return self._encoder.images(source, key, mode, normalize, skip_errors, workers, desc)
+        images = self._encoder.images(source, key, mode, normalize, skip_errors, workers, desc)
+        self._last_images = (key, images)
+        return images
 
     def encode_texts(self, texts: Sequence[str], *, normalize: bool = True, desc: str = "texts") -> torch.Tensor:
         """float32 CPU [len(texts), D] in the given order."""

@@ -95,6 +95,7 @@ class InternVLModel(ContrastiveModel):
             "resolution": self.image_size,
             "precision": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype],
             "attention_backend": self.attention,
+            "text_prefix": self.tokenizer.prefix,
             "text_max_length": self.tokenizer.max_length,
             "text_padding": self.tokenizer.padding,
         }

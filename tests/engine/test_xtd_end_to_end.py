@@ -76,3 +76,14 @@ def test_demo_prints_table_a(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "Table A" in out and "(this run)" in out
     assert len(list((tmp_path / "demo" / "runs").glob("*__xtd__*.json"))) == 8
+
+
+def test_languages_share_one_image_encoding_without_a_cache(xtd_root: Path, run_args: list[str], monkeypatch) -> None:
+    from internvl_bench.data import ImageFileSource
+
+    loads = []
+    original = ImageFileSource.load
+    monkeypatch.setattr(ImageFileSource, "load", lambda self, i: loads.append(i) or original(self, i))
+    argv = ["run", "--task", "xtd", "--languages", "en,es,jp", "--data-root", str(xtd_root), *run_args, "--no-cache"]
+    assert main(argv) == 0  # --workers 0 (run_args): loads happen in this process
+    assert sorted(loads) == list(range(12))
