@@ -22,6 +22,7 @@ from torchvision.transforms import InterpolationMode
 
 PREPROCESS_MODES = ("squash", "crop")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_NAMES = {dtype: name for name, dtype in PRECISIONS.items()}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from internvl_bench.data import file_sha256
 from internvl_bench.errors import BenchError, unknown_name_error
 from model_zoo import register_model
 from model_zoo.base import ContrastiveModel, build_image_transform
@@ -71,7 +72,7 @@ class OpenCLIPModel(ContrastiveModel):
             if missing or unexpected:
                 key = (missing or unexpected)[0]
                 raise BenchError(f"{path}: weights do not fit {arch}: {'missing' if missing else 'unexpected'} key '{key}'")
-            return f"file:{_file_digest(path)}"
+            return f"file:{file_sha256(path)}"
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if checkpoint not in tags:
             raise unknown_name_error(f"checkpoint for openclip:{arch} (a pretrained tag, a file or random[:SEED])", checkpoint, tags)
@@ -158,12 +159,6 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise BenchError(f"{path}: not a weights-only PyTorch checkpoint ({exc.__class__.__name__}); convert it to safetensors") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def _file_digest(path: Path) -> str:
-    from internvl_bench.data import file_sha256
-
-    return file_sha256(path)
 
 
 @register_model("openclip", takes_argument=True)

@@ -44,6 +44,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -104,22 +105,36 @@ class MSRVTT(Task):
             default=False, metadata={"help": "score without unreadable videos (and their captions), counted in the result"}
         )
 
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self._videos_of: tuple[Path, tuple] | None = None
+
     def variants(self) -> list[str]:
         return [f"{k}f" for k in _frame_counts(self.options.frames)]
+
+    def _videos(self, root: Path, workers: int) -> tuple:
+        """Captions, video names, caption->video index, paths, backend and frame-count probes.
+
+        None of it depends on the frame count, so the 1f and 8f variants share one annotation read
+        and one probe of every video (memoised per data root on this task instance).
+        """
+        if self._videos_of is None or self._videos_of[0] != root:
+            captions = read_annotations(root / self.options.annotations)
+            names = list(dict.fromkeys(caption.video for caption in captions))
+            position = {name: i for i, name in enumerate(names)}
+            text_to_video = torch.tensor([position[caption.video] for caption in captions], dtype=torch.long)
+            paths = [root / self.options.video_dir / name for name in names]
+            backend = resolve_backend(self.options.video_backend)
+            probes = frame_counts(paths, backend, workers)
+            self._videos_of = (root, (captions, names, text_to_video, paths, backend, probes))
+        return self._videos_of[1]
 
     def evaluate(self, variant: str, ctx: RunContext) -> TaskResult:
         options = self.options
         k = int(variant.removesuffix("f"))
         root = _data_root(ctx)
         annotation_path = root / options.annotations
-        captions = read_annotations(annotation_path)
-        names = list(dict.fromkeys(caption.video for caption in captions))
-        position = {name: i for i, name in enumerate(names)}
-        text_to_video = torch.tensor([position[caption.video] for caption in captions], dtype=torch.long)
-        paths = [root / options.video_dir / name for name in names]
-
-        backend = resolve_backend(options.video_backend)
-        probes = frame_counts(paths, backend, ctx.config.workers)
+        captions, names, text_to_video, paths, backend, probes = self._videos(root, ctx.config.workers)
         refused = options.short_video_sampling == "error"
         bad = [error or f"{paths[i]}: the official {k}-frame sampling fails for its {n} frames (policy 'error')"
                for i, (n, error) in enumerate(probes) if error or (refused and not is_regular(n, k))]

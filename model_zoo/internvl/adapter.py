@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from internvl_bench.errors import BenchError
-from model_zoo.base import ContrastiveModel, build_image_transform, state_dict_fingerprint
+from model_zoo.base import PRECISION_NAMES, ContrastiveModel, build_image_transform, state_dict_fingerprint
 from model_zoo.internvl import checkpoint as ckpt
 from model_zoo.internvl.config import FULL_SIZE, InternVLConfig, QLlamaConfig, VisionConfig, load_config
 from model_zoo.internvl.layers import resolve_backend
@@ -93,7 +93,7 @@ class InternVLModel(ContrastiveModel):
             **self._identity,
             "mode": f"InternVL-{self.mode}",
             "resolution": self.image_size,
-            "precision": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype],
+            "precision": PRECISION_NAMES[self.dtype],
             "attention_backend": self.attention,
             "text_prefix": self.tokenizer.prefix,
             "text_max_length": self.tokenizer.max_length,

@@ -361,3 +361,16 @@ def test_prepare_downloads_only_the_test_split(dataset: Path, tmp_path: Path, mo
     (root / "videos" / "all" / "video2.mp4").unlink()
     with pytest.raises(BenchError, match="1 of 6 MSR-VTT test videos missing.*video2.mp4"):
         MSRVTT.prepare(root, download=False)
+
+
+def test_frame_counts_share_one_probe_of_the_videos(monkeypatch) -> None:
+    """1f and 8f need the same annotations and frame counts: the videos are probed once per run."""
+    import tasks.msrvtt as msrvtt
+
+    calls = []
+    monkeypatch.setattr(msrvtt, "read_annotations", lambda path: calls.append("read") or [msrvtt.Caption("v.mp4", "a cat")])
+    monkeypatch.setattr(msrvtt, "frame_counts", lambda paths, backend, workers: calls.append("probe") or [(30, None)])
+    task = msrvtt.MSRVTT()
+    for _ in task.variants():
+        task._videos(Path("/data/msrvtt"), 0)
+    assert calls == ["read", "probe"]
