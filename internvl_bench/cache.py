@@ -20,6 +20,11 @@ from safetensors.torch import load_file, save_file
 CACHE_FORMAT = 1
 
 
+def default_cache_dir() -> Path:
+    """``INTERNVL_BENCH_CACHE`` or ``~/.cache/internvl_bench``: embeddings, responses, tiny checkpoints."""
+    return Path(os.environ.get("INTERNVL_BENCH_CACHE", Path.home() / ".cache" / "internvl_bench"))
+
+
 def cache_key(**parts: Any) -> str:
     """Stable hash of the keyword parts (JSON with sorted keys)."""
     text = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)

@@ -22,6 +22,9 @@ from internvl_bench.task import TASKS, Task
 from model_zoo import MODELS
 from model_zoo.base import PRECISIONS
 
+#: --verify-batch-invariance without a value: answers closer than this many logits to a flip are re-checked
+DEFAULT_VERIFY_MARGIN = 0.5
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -60,6 +63,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--vision-tower", help="chat models: the InternViT tower folder or OWNER/NAME@REVISION "
+                                            "(default: what the checkpoint's mm_vision_tower names)")
+    run.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a model-specific option, e.g. conv_template=llava_v1 (repeatable; recorded in results)")
+    run.add_argument("--verify-batch-invariance", type=float, nargs="?", const=DEFAULT_VERIFY_MARGIN, default=None,
+                     metavar="MARGIN", help="chat tasks: re-generate answers whose top-1/top-2 logit margin is below "
+                                            f"MARGIN (default {DEFAULT_VERIFY_MARGIN}) alone and report how many changed")
     task_name = _peek(argv, "--task")
     if task_name:
         try:
@@ -123,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     TASKS.get(args.task)  # unknown task -> one-line error listing the known ones
     options = {k.removeprefix("task_"): v for k, v in vars(args).items() if k.startswith("task_")}
     config = RunConfig(
+        model_options=_model_options(args),
+        verify_batch_invariance=args.verify_batch_invariance,
         data_root=args.data_root,
         output_dir=args.output_dir,
         cache_dir=None if args.no_cache else args.cache_dir,
@@ -139,6 +151,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{record.task}/{record.variant} [{record.model}] n={record.n_samples}: {shown}")
         print(f"records: {config.output_dir}")
     return 0
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in args.model_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--model-option '{item}': use KEY=VALUE, e.g. conv_template=llava_v1")
+        options[key.strip().replace("-", "_")] = value.strip()
+    if args.vision_tower:
+        options["vision_tower"] = args.vision_tower
+    return options
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

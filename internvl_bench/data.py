@@ -35,6 +35,16 @@ class ImageSource(ABC):
     def fingerprint(self) -> str:
         """A hash that changes whenever an item's content may have changed."""
 
+    def item_digest(self, index: int) -> str:
+        """sha256 of item ``index``'s content: keys the response cache, so a moved or renamed image still hits.
+        Default: the decoded pixels (sources over files override it with the file bytes)."""
+        item = self.load(index)
+        digest = hashlib.sha256()
+        for frame in item if isinstance(item, list) else [item]:
+            digest.update(f"{frame.mode}:{frame.size}".encode())
+            digest.update(frame.tobytes())
+        return digest.hexdigest()
+
 
 class ImageFileSource(ImageSource):
     """Images read from files, in the order given."""
@@ -50,6 +60,13 @@ class ImageFileSource(ImageSource):
 
     def fingerprint(self) -> str:
         return files_fingerprint(self.paths)
+
+    def item_digest(self, index: int) -> str:
+        path = self.paths[index]
+        try:
+            return file_sha256(path)
+        except BenchError:
+            raise BenchError(f"{path}: image not found; place the dataset's images there (see the task's docs)") from None
 
 
 def open_image(path: Path) -> Image.Image:

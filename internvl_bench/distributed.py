@@ -1,14 +1,16 @@
 """Data-parallel runs under ``torchrun``.
 
-Each rank encodes the cache chunks ``c`` with ``c % world_size == rank``; the chunks are then
-exchanged so every rank holds the full matrix in dataset order, and rank 0 alone writes records.
-Batches are formed inside chunks, so the batches -- and therefore the numbers -- are identical
-whatever the world size. Backend: NCCL on CUDA, gloo on CPU.
+Each rank encodes the cache chunks ``c`` with ``c % world_size == rank`` (generation: the planned
+batches ``b`` with ``b % world_size == rank``); the results are then exchanged so every rank holds
+them all in dataset order, and rank 0 alone writes records. Batches are planned identically on every
+rank, so the batches -- and therefore the numbers -- are the same whatever the world size.
+Backend: NCCL on CUDA, gloo on CPU.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -43,9 +45,16 @@ def gather_chunks(own: dict[int, torch.Tensor], info: DistInfo) -> dict[int, tor
     """Merge every rank's {chunk index: embeddings} into one dict on all ranks."""
     if info.world_size == 1:
         return own
-    gathered: list[dict[int, torch.Tensor] | None] = [None] * info.world_size
-    dist.all_gather_object(gathered, {index: tensor.cpu() for index, tensor in own.items()})
-    merged: dict[int, torch.Tensor] = {}
+    return gather_dict({index: tensor.cpu() for index, tensor in own.items()}, info)
+
+
+def gather_dict(own: dict[Any, Any], info: DistInfo) -> dict[Any, Any]:
+    """Merge every rank's dict (picklable values, disjoint keys) into one dict on all ranks."""
+    if info.world_size == 1:
+        return own
+    gathered: list[dict[Any, Any] | None] = [None] * info.world_size
+    dist.all_gather_object(gathered, own)
+    merged: dict[Any, Any] = {}
     for part in gathered:
         merged.update(part or {})
     return merged

@@ -10,6 +10,8 @@ Schema (``schema_version`` 1)::
      "provenance": {...},                           # model id/revision/hash, data hashes, versions, git
      "created": "2026-11-26T09:00:00+00:00"}
 
+Chat tasks also write ``<record stem>.predictions.jsonl`` beside the record: one line per item with
+``id``, ``prompt``, ``raw_output``, ``token_ids``, ``min_margin``, ``parsed``, ``target`` and ``score``.
 Files are written atomically (temp file + rename), so a killed run never leaves half a record.
 """
 from __future__ import annotations
@@ -73,6 +75,18 @@ def write_record(record: ResultRecord, output_dir: Path = DEFAULT_RUNS_DIR) -> P
     """Write ``record`` as JSON under ``output_dir``; returns the file path."""
     path = Path(output_dir) / record.file_name()
     write_atomic(path, json.dumps(_json_safe(asdict(record)), indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    return path
+
+
+def predictions_path(record: ResultRecord, output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """``<record stem>.predictions.jsonl`` beside the record."""
+    return Path(output_dir) / (Path(record.file_name()).stem + ".predictions.jsonl")
+
+
+def write_predictions(record: ResultRecord, rows: list[dict[str, Any]], output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """One JSON object per line, one line per item, written atomically."""
+    path = predictions_path(record, output_dir)
+    write_atomic(path, "".join(json.dumps(_json_safe(row), ensure_ascii=False) + "\n" for row in rows))
     return path
 
 

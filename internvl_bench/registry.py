@@ -29,6 +29,8 @@ class Entry(Generic[T]):
     obj: T
     description: str
     takes_argument: bool = False
+    #: what the entry is (models: "contrastive" or "chat"), checked before anything is loaded
+    kind: str | None = None
 
 
 class Registry(Generic[T]):
@@ -41,14 +43,15 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
 
-    def register(self, name: str, description: str = "", takes_argument: bool = False) -> Callable[[T], T]:
+    def register(self, name: str, description: str = "", takes_argument: bool = False,
+                 kind: str | None = None) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name`` (description defaults to its docstring's first line)."""
 
         def decorate(obj: T) -> T:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, obj, doc, takes_argument)
+            self._entries[name] = Entry(name, obj, doc, takes_argument, kind)
             return obj
 
         return decorate

@@ -1,16 +1,18 @@
-"""Run one task on one model: variants in turn, cached encoders, one record per variant.
+"""Run one task on one model: variants in turn, cached engines, one record per variant.
 
-``RunContext`` is what a task sees: the model, the run settings and the encoders. ``run_task``
-builds it, evaluates each variant and writes the records (rank 0 only under torchrun). A variant that
-fails with a ``BenchError`` stops the run after the records of earlier variants and every finished
-embedding chunk are on disk.
+``RunContext`` is what a task sees: the model, the run settings, the encoders (contrastive models:
+``encode_images`` / ``encode_texts``) and the generator (chat models: ``generate``). ``run_task``
+checks that task and model are of the same kind before loading anything, builds the context,
+evaluates each variant and writes the records -- and, for tasks that return them, the per-item
+predictions beside each record (rank 0 only under torchrun). A variant that fails with a
+``BenchError`` stops the run after the records of earlier variants, every finished embedding chunk
+and every finished batch of answers are on disk.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,18 +22,21 @@ from typing import Any
 import torch
 
 from internvl_bench import distributed
-from internvl_bench.cache import cache_key
+from internvl_bench.cache import cache_key, default_cache_dir
 from internvl_bench.data import ImageSource, file_sha256
 from internvl_bench.distributed import DistInfo
 from internvl_bench.encoding import Encoder
+from internvl_bench.errors import BenchError
+from internvl_bench.generation import Answer, GenerationEngine, GenerationRequest
 from internvl_bench.provenance import environment
-from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, write_record
+from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, write_predictions, write_record
 from internvl_bench.task import TASKS, Task
-from model_zoo import load_model
+from model_zoo import load_model, model_kind
 from model_zoo.base import PREPROCESS_MODES, ContrastiveModel
+from model_zoo.chat import ChatModel
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE_DIR = Path(os.environ.get("INTERNVL_BENCH_CACHE", Path.home() / ".cache" / "internvl_bench"))
+DEFAULT_CACHE_DIR = default_cache_dir()
 
 
 def default_device() -> torch.device:
@@ -57,6 +62,10 @@ class RunConfig:
     progress: bool = True
     rank: int = 0
     world_size: int = 1
+    #: model-specific options passed to the factory (``vision_tower``, ``conv_template``, ...)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    #: re-generate answers whose top-1/top-2 logit margin is below this at batch 1 (None: off)
+    verify_batch_invariance: float | None = None
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -65,9 +74,9 @@ class RunConfig:
 
 
 class RunContext:
-    """The model plus cached, batched, data-parallel encoders, handed to ``Task.evaluate``."""
+    """The model plus cached, batched, data-parallel engines, handed to ``Task.evaluate``."""
 
-    def __init__(self, model: ContrastiveModel, config: RunConfig, dist_info: DistInfo) -> None:
+    def __init__(self, model: ContrastiveModel | ChatModel, config: RunConfig, dist_info: DistInfo) -> None:
         self.model = model
         self.config = config
         self.dist = dist_info
@@ -76,13 +85,35 @@ class RunContext:
         # the last image matrix, by cache key: consecutive variants over the same images (XTD's
         # languages, Flickr30K and Flickr30K-CN) encode them once even without a disk cache
         self._last_images: tuple[str, torch.Tensor] | None = None
-        self._encoder = Encoder(
-            model,
-            None if config.cache_dir is None else Path(config.cache_dir) / "embeddings",
-            dist_info,
-            config.batch_size,
-            progress=config.progress,
-        )
+        self._encoder_instance: Encoder | None = None
+        self._generator_instance: GenerationEngine | None = None
+        #: engine facts of the variant being evaluated (answers cached / generated, ...), stored in its record
+        self.variant_facts: dict[str, Any] = {}
+
+    def _cache_folder(self, kind: str) -> Path | None:
+        return None if self.config.cache_dir is None else Path(self.config.cache_dir) / kind
+
+    @property
+    def _encoder(self) -> Encoder:
+        if not isinstance(self.model, ContrastiveModel):
+            raise BenchError(f"model '{self.model.name}' is a chat model; this task needs image and text embeddings")
+        if self._encoder_instance is None:
+            self._encoder_instance = Encoder(self.model, self._cache_folder("embeddings"), self.dist, self.config.batch_size,
+                                     progress=self.config.progress)
+        return self._encoder_instance
+
+    def generate(self, requests: Sequence[GenerationRequest], *, skip_errors: bool = False,
+                 desc: str = "answers") -> list[Answer]:
+        """Greedy answers in request order: batched by prompt length, cached, sharded over torchrun ranks."""
+        if not isinstance(self.model, ChatModel):
+            raise BenchError(f"model '{self.model.name}' is a contrastive model; this task needs a chat model")
+        if self._generator_instance is None:
+            self._generator_instance = GenerationEngine(self.model, self._cache_folder("generations"), self.dist,
+                                                self.config.batch_size, self.config.workers, self.config.progress,
+                                                self.config.verify_batch_invariance)
+        answers = self._generator_instance.run(requests, skip_errors=skip_errors, desc=desc)
+        self.variant_facts.setdefault("generation", []).append(self._generator_instance.stats)
+        return answers
 
     def encode_images(
         self,
@@ -142,12 +173,17 @@ def run_task(
     task_cls: type[Task] = TASKS.get(task_name)
     task = task_cls(task_cls.options_from_mapping(task_options or {}))
     variants = task.variants()
+    kind = model_kind(model_name)
+    if kind != task.model_kind:
+        raise BenchError(f"task '{task.name}' evaluates {task.model_kind} models, but '{model_name}' is a {kind} model; "
+                         "see 'internvl-bench list'")
     dist_info = distributed.init_from_env(config.device.type)
     if dist_info.world_size > 1 and config.device.type == "cuda":
         config.device = torch.device("cuda", dist_info.local_rank)
     config.rank, config.world_size = dist_info.rank, dist_info.world_size
     try:
-        model = load_model(model_name, checkpoint=checkpoint, device=config.device, precision=config.precision)
+        model = load_model(model_name, checkpoint=checkpoint, device=config.device, precision=config.precision,
+                           **config.model_options)
         ctx = RunContext(model, config, dist_info)
         records = []
         for variant in variants:
@@ -161,9 +197,15 @@ def _evaluate_variant(
     task: Task, variant: str, ctx: RunContext, model_name: str, checkpoint: str | None
 ) -> ResultRecord:
     config = ctx.config
+    ctx.variant_facts = {}
     started = time.perf_counter()
     result = task.evaluate(variant, ctx)
     wall = time.perf_counter() - started
+    options = {**dataclasses.asdict(task.options), "precision": config.precision, "batch_size": config.batch_size}
+    if task.model_kind == "chat":
+        options["verify_batch_invariance"] = config.verify_batch_invariance
+    if config.model_options:
+        options["model_options"] = {k: v for k, v in config.model_options.items() if v is not None}
     record = ResultRecord(
         task=task.name,
         task_version=task.version,
@@ -172,12 +214,8 @@ def _evaluate_variant(
         checkpoint=checkpoint,
         metrics={k: float(v) for k, v in result.metrics.items()},
         n_samples=result.n_samples,
-        options={
-            **dataclasses.asdict(task.options),
-            "precision": config.precision,
-            "batch_size": config.batch_size,
-        },
-        details=result.details,
+        options=options,
+        details={**result.details, **ctx.variant_facts},
         provenance={
             "model": ctx.model.provenance(),
             "model_fingerprint": ctx.model_fingerprint,
@@ -189,6 +227,8 @@ def _evaluate_variant(
         },
     )
     if ctx.is_main:
+        if result.predictions is not None:
+            log.info("wrote %s", write_predictions(record, result.predictions, config.output_dir))
         path = write_record(record, config.output_dir)
         log.info("wrote %s", path)
     return record

@@ -18,7 +18,10 @@ Adding a task = one new module in ``tasks/``::
 
 The CLI turns ``Options`` fields into ``--flags`` (``languages`` -> ``--languages``); the runner records
 ``asdict(options)`` in every result. ``ctx`` (``internvl_bench.runner.RunContext``) gives the model,
-the run settings, and cached, batched, data-parallel encoders.
+the run settings, and cached, batched, data-parallel engines: ``ctx.encode_images`` / ``ctx.encode_texts``
+for contrastive models, ``ctx.generate(requests)`` for chat models (set ``model_kind = "chat"``; see
+``internvl_bench/generation.py``). A chat task returns ``TaskResult(predictions=[answer.prediction(...)])``
+and the runner writes them beside the record as ``<record stem>.predictions.jsonl``.
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ class TaskResult:
     data_files: dict[str, str] = field(default_factory=dict)
     #: facts of this variant's run that are not options: skipped items, effective sizes, ...
     details: dict[str, Any] = field(default_factory=dict)
+    #: per-item rows (id, prompt, raw_output, token_ids, min_margin, parsed, target, score) of chat tasks
+    predictions: list[dict[str, Any]] | None = None
 
 
 class Task(ABC):
@@ -56,6 +61,8 @@ class Task(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     table: ClassVar[str | None] = None
+    #: the models this task evaluates: "contrastive" (embeddings) or "chat" (generations)
+    model_kind: ClassVar[str] = "contrastive"
 
     @dataclass
     class Options:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,9 +73,12 @@ def parse_hub_spec(spec: str) -> HubRef | None:
     return HubRef(match.group("repo"), match.group("rev"), match.group("file"))
 
 
-def resolve_source(checkpoint: str | None, default: HubRef) -> Source:
-    """A local path, ``ID@REVISION[:FILE]`` or None (the registered default) -> a local ``Source``."""
+def resolve_source(checkpoint: str | None, default: HubRef | None, patterns: list[str] = HF_PATTERNS) -> Source:
+    """A local path, ``ID@REVISION[:FILE]`` or None (the registered default) -> a local ``Source``;
+    ``patterns`` are the files a hub download fetches (PyTorch shards are added when there are no safetensors)."""
     if checkpoint is None:
+        if default is None:
+            raise BenchError("no checkpoint given and this model has no default; pass --checkpoint")
         ref = default
     else:
         path = Path(checkpoint).expanduser()
@@ -92,10 +95,10 @@ def resolve_source(checkpoint: str | None, default: HubRef) -> Source:
             if _HUB_SPEC.match(checkpoint):
                 raise BenchError(f"checkpoint '{checkpoint}': pin a hub revision, e.g. '{checkpoint}@<commit sha>'")
             raise BenchError(f"checkpoint '{checkpoint}': no such file or folder, and not a hub id 'OWNER/NAME@REVISION'")
-    return _download(ref)
+    return _download(ref, patterns)
 
 
-def _download(ref: HubRef) -> Source:
+def _download(ref: HubRef, patterns: list[str]) -> Source:
     try:
         import huggingface_hub
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a declared dependency
@@ -104,10 +107,10 @@ def _download(ref: HubRef) -> Source:
         if ref.filename:
             path = Path(huggingface_hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision))
             return Source("pth", path, ref.repo_id, ref.revision)
-        folder = Path(huggingface_hub.snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=HF_PATTERNS))
+        folder = Path(huggingface_hub.snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=patterns))
         if not any(folder.glob("*.safetensors")):  # older uploads: PyTorch shards only
             folder = Path(huggingface_hub.snapshot_download(
-                ref.repo_id, revision=ref.revision, allow_patterns=HF_PATTERNS + ["pytorch_model*.bin", "*.bin.index.json"]))
+                ref.repo_id, revision=ref.revision, allow_patterns=patterns + ["pytorch_model*.bin", "*.bin.index.json"]))
     except Exception as exc:  # network, auth, missing revision: all user-fixable
         raise BenchError(f"cannot download {ref}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                          "check the id and revision, or download it yourself and pass the folder") from exc
@@ -203,7 +206,8 @@ def pth_key(name: str) -> str | None:
     return name  # unknown: reported as unexpected
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
+    """'[3, 4]' for error messages."""
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
@@ -211,6 +215,35 @@ def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
     owner_name, _, leaf = name.rpartition(".")
     owner = module.get_submodule(owner_name) if owner_name else module
     owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+
+
+def stream_parameters(
+    module: nn.Module,
+    tensors: Iterator[tuple[str, torch.Tensor]],
+    rename: Callable[[str, torch.Tensor], str | None],
+    device: torch.device,
+    dtype: torch.dtype,
+    source: str,
+    hint: str = "wrong config.json or wrong model?",
+) -> set[str]:
+    """Put each checkpoint tensor into the matching parameter of ``module`` (built on ``meta``), cast on the
+    fly; ``rename`` maps a checkpoint name to a parameter name or None (not used). Returns the names filled.
+    An unknown name or a shape that disagrees with the module is a one-line ``BenchError``."""
+    expected = {name: tuple(p.shape) for name, p in module.named_parameters()}
+    loaded: set[str] = set()
+    for raw_name, tensor in tensors:
+        name = rename(raw_name, tensor)
+        if name is None:
+            continue
+        if name not in expected:
+            raise BenchError(f"{source}: unexpected checkpoint key '{raw_name}' {shape_text(tensor.shape)}: the model "
+                             f"built from the config has no such parameter ({hint})")
+        if tuple(tensor.shape) != expected[name]:
+            raise BenchError(f"{source}: checkpoint key '{raw_name}' has shape {shape_text(tensor.shape)} but the config "
+                             f"implies {shape_text(expected[name])}; the weights do not match config.json")
+        _set(module, name, tensor.to(device=device, dtype=dtype))
+        loaded.add(name)
+    return loaded
 
 
 def load_network(
@@ -260,8 +293,8 @@ def load_network(
         if UNUSED.search(name):
             want = unused_shapes.get(name)
             if want is not None and tuple(tensor.shape) != want:
-                raise BenchError(f"{source}: checkpoint key '{raw_name}' has shape {_shape(tensor.shape)} but the "
-                                 f"config implies {_shape(want)}; the weights do not match config.json")
+                raise BenchError(f"{source}: checkpoint key '{raw_name}' has shape {shape_text(tensor.shape)} but the "
+                                 f"config implies {shape_text(want)}; the weights do not match config.json")
             if name == "qllama.lm_head.weight" and embed_from_lm_head:
                 name, lm_head_seen = embed_key, True
             else:
@@ -269,16 +302,16 @@ def load_network(
         elif name == embed_key and embed_from_lm_head and lm_head_seen:
             continue  # the shared tensor keeps the lm_head table
         if name not in expected:
-            raise BenchError(f"{source}: unexpected checkpoint key '{raw_name}' {_shape(tensor.shape)}: the model "
+            raise BenchError(f"{source}: unexpected checkpoint key '{raw_name}' {shape_text(tensor.shape)}: the model "
                              "built from config.json has no such parameter (wrong config.json or wrong model?)")
         if tuple(tensor.shape) != expected[name]:
-            raise BenchError(f"{source}: checkpoint key '{raw_name}' has shape {_shape(tensor.shape)} but config.json "
-                             f"implies {_shape(expected[name])}")
+            raise BenchError(f"{source}: checkpoint key '{raw_name}' has shape {shape_text(tensor.shape)} but config.json "
+                             f"implies {shape_text(expected[name])}")
         _set(net, name, tensor.to(device=device, dtype=dtype))
         loaded.add(name)
     missing = [name for name in expected if name not in loaded]
     if missing:
-        raise BenchError(f"{source}: checkpoint lacks key '{missing[0]}' (expected shape {_shape(expected[missing[0]])} "
+        raise BenchError(f"{source}: checkpoint lacks key '{missing[0]}' (expected shape {shape_text(expected[missing[0]])} "
                          f"from config.json; {len(missing)} missing in all)")
     if lora:
         _merge_lora(net, lora, config, source)
@@ -299,8 +332,8 @@ def _merge_lora(net: InternVLNet, lora: dict[str, dict[str, torch.Tensor]], conf
         weight = params[name]
         delta = parts["B"].float() @ parts["A"].float() * (2 * flag / rank)  # lora_alpha = 2 r in the official code
         if delta.shape != weight.shape:
-            raise BenchError(f"{source}: LoRA update for '{name}' has shape {_shape(delta.shape)} but the weight is "
-                             f"{_shape(weight.shape)}")
+            raise BenchError(f"{source}: LoRA update for '{name}' has shape {shape_text(delta.shape)} but the weight is "
+                             f"{shape_text(weight.shape)}")
         weight.data = (weight.data.float() + delta.to(weight.device)).to(weight.dtype)
 
 
@@ -311,9 +344,15 @@ def random_network(config: InternVLConfig, device: torch.device, dtype: torch.dt
     with torch.device("meta"):
         net = InternVLNet(config, with_qllama_queries=with_queries)
     net = net.to(dtype=dtype).to_empty(device=device)  # allocated once, in the target dtype
+    fill_random_(net, device, seed)
+    return net.eval()
+
+
+def fill_random_(module: nn.Module, device: torch.device, seed: int = 0) -> None:
+    """Seeded weights in place: matrices N(0, 0.02), norms 1, layer scales 0.1, biases 0 (timing only)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
-        for name, p in net.named_parameters():
+        for name, p in module.named_parameters():
             if p.dim() >= 2:
                 p.normal_(0.0, 0.02, generator=gen)
             elif "norm" in name or name.endswith(("ls1", "ls2")):
@@ -322,9 +361,8 @@ def random_network(config: InternVLConfig, device: torch.device, dtype: torch.dt
                 p.fill_(4.6052)
             else:
                 p.zero_()
-    for p in net.parameters():
+    for p in module.parameters():
         p.requires_grad_(False)
-    return net.eval()
 
 
 # -- identity ---------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from model_zoo.internvl.config import InternVLConfig
+from model_zoo.internvl.config import InternVLConfig, VisionConfig
 
 #: sentences for training the tiny SentencePiece model (English, digits, a little Chinese)
 _CORPUS = [
@@ -33,14 +34,14 @@ _CORPUS = [
 ]
 
 
-def train_tokenizer(path: str | Path, vocab_size: int = 384) -> Path:
-    """Train a small BPE SentencePiece model with byte fallback (unk 0, bos 1, eos 2, like LLaMA)."""
+def train_tokenizer(path: str | Path, vocab_size: int = 384, corpus: Sequence[str] = tuple(_CORPUS),
+                    **trainer_options) -> Path:
+    """Train a small BPE SentencePiece model with byte fallback (unk 0, bos 1, eos 2, like LLaMA);
+    ``trainer_options`` override or add SentencePiece trainer settings."""
     import sentencepiece
 
     buffer = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.Train(
-        sentence_iterator=iter(_CORPUS * 20),
-        model_writer=buffer,
+    options = dict(
         vocab_size=vocab_size,
         model_type="bpe",
         byte_fallback=True,
@@ -54,24 +55,25 @@ def train_tokenizer(path: str | Path, vocab_size: int = 384) -> Path:
         num_threads=1,
         minloglevel=2,
     )
+    options.update(trainer_options)
+    sentencepiece.SentencePieceTrainer.Train(sentence_iterator=iter(list(corpus) * 20), model_writer=buffer, **options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())
     return path
 
 
-def official_shapes(config: InternVLConfig, with_unused: bool = True) -> dict[str, tuple[int, ...]]:
-    """Every tensor name of the official InternVLModel state dict and its shape."""
-    v, q = config.vision, config.qllama
-    c, d, e = v.hidden_size, q.hidden_size, config.clip_embed_dim
+def vision_shapes(vision: VisionConfig, num_positions: int, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Every tensor name of an InternViT state dict (``embeddings.*``, ``encoder.layers.N.*``) and its shape."""
+    v, c = vision, vision.hidden_size
     shapes: dict[str, tuple[int, ...]] = {
-        "vision_model.embeddings.class_embedding": (1, 1, c),
-        "vision_model.embeddings.patch_embedding.weight": (c, v.num_channels, v.patch_size, v.patch_size),
-        "vision_model.embeddings.patch_embedding.bias": (c,),
-        "vision_model.embeddings.position_embedding": (1, config.num_positions, c),
+        prefix + "embeddings.class_embedding": (1, 1, c),
+        prefix + "embeddings.patch_embedding.weight": (c, v.num_channels, v.patch_size, v.patch_size),
+        prefix + "embeddings.patch_embedding.bias": (c,),
+        prefix + "embeddings.position_embedding": (1, num_positions, c),
     }
     for i in range(v.num_hidden_layers):
-        p = f"vision_model.encoder.layers.{i}."
+        p = f"{prefix}encoder.layers.{i}."
         shapes.update({
             p + "attn.qkv.weight": (3 * c, c), p + "attn.proj.weight": (c, c), p + "attn.proj.bias": (c,),
             p + "mlp.fc1.weight": (v.intermediate_size, c), p + "mlp.fc1.bias": (v.intermediate_size,),
@@ -83,6 +85,14 @@ def official_shapes(config: InternVLConfig, with_unused: bool = True) -> dict[st
         if v.qk_normalization:
             shapes[p + "attn.q_norm.weight"] = (c,)
             shapes[p + "attn.k_norm.weight"] = (c,)
+    return shapes
+
+
+def official_shapes(config: InternVLConfig, with_unused: bool = True) -> dict[str, tuple[int, ...]]:
+    """Every tensor name of the official InternVLModel state dict and its shape."""
+    v, q = config.vision, config.qllama
+    c, d, e = v.hidden_size, q.hidden_size, config.clip_embed_dim
+    shapes = vision_shapes(v, config.num_positions, prefix="vision_model.")
     shapes["qllama.model.embed_tokens.weight"] = (q.vocab_size, d)
     cross = set(config.cross_attention_layers())
     for i in range(q.num_hidden_layers):
@@ -121,11 +131,16 @@ def official_shapes(config: InternVLConfig, with_unused: bool = True) -> dict[st
 
 
 def random_state_dict(config: InternVLConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded weights under the official names; norms near 1, layer scales near 0.5, projections ~1/sqrt(fan_in),
-    values representable in bfloat16."""
+    """Seeded weights under the official InternVLModel names (see ``random_tensors``)."""
+    return random_tensors(official_shapes(config), seed)
+
+
+def random_tensors(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded values for named tensors, drawn in ``shapes`` order: norms near 1, layer scales near 0.5,
+    projections ~1/sqrt(fan_in), values representable in bfloat16."""
     gen = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
-    for name, shape in official_shapes(config).items():
+    for name, shape in shapes.items():
         noise = torch.randn(shape, generator=gen)
         leaf = name.rsplit(".", 1)[-1]
         if name == "logit_scale":

@@ -1,0 +1,109 @@
+"""The chat-model interface every generative task (MME, POPE, Tiny LVLM, VQA, captioning) talks to.
+
+A chat adapter (InternVL-Chat, Hugging Face image-text-to-text baselines) subclasses ``ChatModel``:
+
+- ``image_transform()``: per-image preprocessing, picklable so data-loader workers can apply it;
+- ``build_prompt(question)``: the model's conversation template around one user turn, ``<image>`` included;
+- ``tokenize_prompt(prompt)``: the ids the model is fed, with the image placeholder as the model sees it;
+- ``encode_image(pixels)``: the visual tokens the language model reads;
+- ``next_token_logits`` / ``generate``: greedy decoding, batched so that every row is what it would be alone;
+- ``fingerprint`` / ``provenance``: what the response cache is keyed by and what every record stores.
+
+Tasks never see templates or token ids: they hand the engine a question and get text back, so adding a
+model never edits a task. Decoding is greedy (``do_sample=False``, one beam), the setting of every
+official evaluation behind Tables E and F.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+#: LLaVA's placeholder for the image in a prompt, and its id in ``tokenize_prompt`` output
+IMAGE_PLACEHOLDER = "<image>"
+IMAGE_TOKEN_INDEX = -200
+
+
+@dataclass
+class Generation:
+    """One greedy answer."""
+
+    #: generated ids, the end-of-sequence id included when the model emitted it
+    token_ids: list[int]
+    #: decoded as the official evals do: special tokens skipped, cut at the end of sequence, stripped
+    text: str
+    #: smallest top-1 minus top-2 logit over the decoding steps (float32); small = a near-tie a batch can flip
+    min_margin: float
+    #: "eos" (the model stopped) or "length" (max_new_tokens reached)
+    finish_reason: str
+
+
+class ChatModel(ABC):
+    """An image + text -> text model decoded greedily."""
+
+    #: registry name, e.g. ``internvl-chat-vicuna-7b``
+    name: str
+    #: square input resolution S of ``preprocess``
+    image_size: int
+    #: where the image goes in ``build_prompt``'s text (exactly once per prompt)
+    image_placeholder: str = IMAGE_PLACEHOLDER
+    device: torch.device
+    dtype: torch.dtype
+
+    @abstractmethod
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """PIL image -> float tensor [3, S, S], picklable for data-loader workers."""
+
+    @abstractmethod
+    def build_prompt(self, question: str) -> str:
+        """The full text fed to the tokenizer for one user turn (``<image>`` included)."""
+
+    @abstractmethod
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        """Token ids of ``prompt`` exactly as the model is fed them (image placeholder included)."""
+
+    @abstractmethod
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> [B, N, D] visual tokens in the language model's embedding space."""
+
+    @abstractmethod
+    def next_token_logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """float32 [B, vocab] logits of the first answer token for each (image, prompt) row."""
+
+    @abstractmethod
+    def generate(
+        self,
+        pixels: torch.Tensor,
+        prompts: Sequence[str],
+        max_new_tokens: int | Sequence[int] = 128,
+        image_rows: Sequence[int] | None = None,
+    ) -> list[Generation]:
+        """Greedy answers, one per prompt; row i uses ``pixels[image_rows[i]]`` (default: ``pixels[i]``),
+        so a batch holding several questions about one image encodes it once."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable hash of config, weights, preprocessing and template; keys the response cache."""
+
+    @abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """Checkpoint ids and revisions, precision, attention, image size, template -- stored in every record."""
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> [B, 3, S, S] batch on CPU."""
+        transform = self.image_transform()
+        return torch.stack([transform(image) for image in images])
+
+
+def as_row_limits(max_new_tokens: int | Sequence[int], rows: int) -> list[int]:
+    """One ``max_new_tokens`` per row, from a shared value or a per-row list."""
+    if isinstance(max_new_tokens, int):
+        return [max_new_tokens] * rows
+    limits = [int(m) for m in max_new_tokens]
+    if len(limits) != rows:
+        raise ValueError(f"{len(limits)} max_new_tokens values for {rows} prompts")
+    return limits
