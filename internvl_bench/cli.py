@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -84,6 +85,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     prepare.add_argument("--download", action="store_true", help="fetch what is missing (needs internet)")
     prepare.set_defaults(func=cmd_prepare)
 
+    score = sub.add_parser("score", help="score existing prediction files (official formats or this project's)")
+    score.add_argument("task", help="a chat task: mme, pope, tiny_lvlm, vqa, gqa, caption")
+    score.add_argument("--predictions", type=Path, required=True,
+                       help="a *.predictions.jsonl of this project, or the official format (see the task's docs)")
+    score.add_argument("--annotations", type=Path, help="annotation file or folder the format needs")
+    score.add_argument("--questions", type=Path, help="question file the format needs")
+    score.add_argument("--evaluator", help="vqa: official, official-py3 or m4c (default)")
+    score.add_argument("--json", dest="json_out", type=Path, required=True, help="write {variant: {metric: value}} here")
+    score.set_defaults(func=cmd_score)
+
     reporting.add_parsers(sub)
     efficiency.add_parser(sub)
 
@@ -145,9 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     records = run_task(args.task, args.model, config, checkpoint=args.checkpoint, task_options=options)
+    headline = TASKS.get(args.task).headline_metrics
     if config.rank == 0:
         for record in records:
-            shown = ", ".join(f"{k}={v:.2f}" for k, v in record.metrics.items())
+            metrics = {k: record.metrics[k] for k in headline if k in record.metrics} or record.metrics
+            shown = ", ".join(f"{k}={v:.2f}" for k, v in metrics.items())
             print(f"{record.task}/{record.variant} [{record.model}] n={record.n_samples}: {shown}")
         print(f"records: {config.output_dir}")
     return 0
@@ -163,6 +176,25 @@ def _model_options(args: argparse.Namespace) -> dict[str, str]:
     if args.vision_tower:
         options["vision_tower"] = args.vision_tower
     return options
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from internvl_bench.chat_task import ChatTask, ScoreInputs
+    from internvl_bench.records import write_atomic
+
+    task = TASKS.get(args.task)
+    if not issubclass(task, ChatTask):
+        raise BenchError(f"task '{args.task}' is not a chat task; 'score' rescores chat-task prediction files")
+    for path in (args.predictions, args.annotations, args.questions):
+        if path is not None and not path.exists():
+            raise BenchError(f"{path}: no such file or folder")
+    scores = task.score_files(ScoreInputs(args.predictions, args.annotations, args.questions, args.evaluator))
+    write_atomic(args.json_out, json.dumps(scores, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    for variant, metrics in scores.items():
+        shown = {k: metrics[k] for k in task.headline_metrics if k in metrics} or metrics
+        print(f"{args.task}/{variant}: " + ", ".join(f"{k}={v:.2f}" for k, v in shown.items()))
+    print(f"scores: {args.json_out}")
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

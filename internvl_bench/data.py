@@ -8,11 +8,14 @@ items cheaply (paths, sizes, modification times) and keys the embedding cache.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -124,3 +127,64 @@ def read_lines(path: Path, what: str, hint: str) -> list[str]:
         raise BenchError(f"{path}: {what} not found; {hint}") from None
     except UnicodeDecodeError as exc:
         raise BenchError(f"{path}: {what} is not UTF-8 ({exc.reason} at byte {exc.start}); re-download it") from None
+
+
+class BytesImageSource(ImageSource):
+    """Images held as encoded bytes (parquet datasets such as lmms-lab/MME); ``names`` label them in errors."""
+
+    def __init__(self, blobs: Sequence[bytes], names: Sequence[str]) -> None:
+        self.blobs, self.names = list(blobs), list(names)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def load(self, index: int) -> Image.Image:
+        try:
+            with Image.open(io.BytesIO(self.blobs[index])) as image:
+                image.load()
+                return image.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise BenchError(f"{self.names[index]}: corrupt or unreadable image ({exc}); re-download the dataset") from None
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for blob in self.blobs:
+            digest.update(hashlib.sha256(blob).digest())
+        return digest.hexdigest()
+
+    def item_digest(self, index: int) -> str:
+        return hashlib.sha256(self.blobs[index]).hexdigest()
+
+
+def read_json(path: Path, what: str, hint: str) -> Any:
+    """A JSON file, with one-line errors naming the file (and the line and column of a syntax error)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise BenchError(f"{path}: {what} not found; {hint}") from None
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{path}: line {exc.lineno} column {exc.colno}: {what} is not valid JSON ({exc.msg}); "
+                         "re-download it") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: {what} is not UTF-8 ({exc.reason}); re-download it") from None
+
+
+def read_jsonl(path: Path, what: str, hint: str, required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """A JSON-lines file (one object per non-blank line); a bad line or a missing ``required`` key is a
+    one-line error naming the file and the line number."""
+    rows = []
+    for number, line in enumerate(read_lines(path, what, hint), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{path}: line {number}: not valid JSON ({exc.msg}); fix or re-download the file") from None
+        if not isinstance(row, dict):
+            raise BenchError(f"{path}: line {number}: expected a JSON object")
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise BenchError(f"{path}: line {number}: missing '{missing[0]}' (each line needs {', '.join(required)})")
+        rows.append(row)
+    return rows

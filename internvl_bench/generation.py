@@ -52,6 +52,8 @@ class GenerationOptions:
     """Decoding settings of a request (greedy; the official evals' setting). Part of the cache key."""
 
     max_new_tokens: int = 128
+    #: the end-of-sequence token is barred before this many tokens (InternVL's caption eval: 8)
+    min_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,8 @@ class GenerationEngine:
             return {}, bad
         answers = self.model.generate(torch.stack(pixels), [plan.prompts[i] for i in rows],
                                       max_new_tokens=[requests[i].options.max_new_tokens for i in rows],
-                                      image_rows=[slot[plan.refs[i]] for i in rows])
+                                      image_rows=[slot[plan.refs[i]] for i in rows],
+                                      min_new_tokens=[requests[i].options.min_new_tokens for i in rows])
         entries = {plan.keys[i]: {"token_ids": a.token_ids, "text": a.text, "min_margin": _finite(a.min_margin),
                                   "finish_reason": a.finish_reason} for i, a in zip(rows, answers)}
         return entries, bad
@@ -314,7 +317,8 @@ class GenerationEngine:
             for i in mine:
                 request = requests[i]
                 pixels = transform(request.source.load(request.index))[None]
-                (alone,) = self.model.generate(pixels, [plan.prompts[i]], max_new_tokens=request.options.max_new_tokens)
+                (alone,) = self.model.generate(pixels, [plan.prompts[i]], max_new_tokens=request.options.max_new_tokens,
+                                               min_new_tokens=request.options.min_new_tokens)
                 fresh[plan.keys[i]] = {"token_ids": alone.token_ids, "text": alone.text,
                                        "min_margin": _finite(alone.min_margin), "finish_reason": alone.finish_reason,
                                        "batch1": True}

@@ -78,15 +78,21 @@ def write_record(record: ResultRecord, output_dir: Path = DEFAULT_RUNS_DIR) -> P
     return path
 
 
-def predictions_path(record: ResultRecord, output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
-    """``<record stem>.predictions.jsonl`` beside the record."""
-    return Path(output_dir) / (Path(record.file_name()).stem + ".predictions.jsonl")
+def beside(record: ResultRecord, suffix: str, output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """``<record stem>.<suffix>`` next to the record (``predictions.jsonl``, ``submission.json``)."""
+    return Path(output_dir) / f"{Path(record.file_name()).stem}.{suffix}"
 
 
 def write_predictions(record: ResultRecord, rows: list[dict[str, Any]], output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
     """One JSON object per line, one line per item, written atomically."""
-    path = predictions_path(record, output_dir)
+    path = beside(record, "predictions.jsonl", output_dir)
     write_atomic(path, "".join(json.dumps(_json_safe(row), ensure_ascii=False) + "\n" for row in rows))
+    return path
+
+
+def write_artifact(record: ResultRecord, name: str, content: Any, output_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    path = beside(record, name, output_dir)
+    write_atomic(path, json.dumps(_json_safe(content), ensure_ascii=False) + "\n")
     return path
 
 
@@ -110,10 +116,16 @@ def load_record(path: Path) -> ResultRecord:
         raise BenchError(f"{path}: not a valid result record ({exc}); delete it or re-run the task") from exc
 
 
+def _is_artifact(path: Path) -> bool:
+    """A file written beside a record that is not one: a JSON array (an EvalAI submission)."""
+    with open(path, "rb") as handle:
+        return handle.read(64).lstrip()[:1] == b"["
+
+
 def load_records(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[ResultRecord]:
     """Every record under ``runs_dir`` (recursively), sorted by model, task, variant."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise BenchError(f"{runs_dir}: no such results folder; run a task first or pass --runs DIR")
-    records = [load_record(p) for p in sorted(runs_dir.rglob("*.json"))]
+    records = [load_record(p) for p in sorted(runs_dir.rglob("*.json")) if not _is_artifact(p)]
     return sorted(records, key=lambda r: (r.model, r.task, r.variant))

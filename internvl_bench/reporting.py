@@ -19,7 +19,8 @@ from internvl_bench.errors import BenchError
 from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, load_records, write_atomic
 
 PAPER_DIR = Path(__file__).resolve().parent.parent / "results" / "paper"
-TABLES = "ABCDEFG"
+#: the supplementary's Tables A-G, and the main text's captioning table
+TABLES = (*"ABCDEFG", "caption")
 
 
 @dataclass
@@ -29,10 +30,11 @@ class Row:
     kind: str  # "paper", "ours" or "delta"
 
 
-def load_table(letter: str) -> dict[str, Any]:
-    path = PAPER_DIR / f"table_{letter.lower()}.json"
-    if letter.upper() not in TABLES or not path.is_file():
-        raise BenchError(f"unknown table '{letter}'; choose from {', '.join(TABLES)} or 'all'")
+def load_table(name: str) -> dict[str, Any]:
+    key = name if name in TABLES else name.upper()
+    path = PAPER_DIR / f"table_{key.lower()}.json"
+    if key not in TABLES or not path.is_file():
+        raise BenchError(f"unknown table '{name}'; choose from {', '.join(TABLES)} or 'all'")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -51,10 +53,17 @@ def our_values(table: dict[str, Any], records: list[ResultRecord], model: str, c
         if "aggregate" in column:
             continue
         task = column.get("task") or row.get("task") or table.get("task")
-        variant = column.get("variant") or row.get("variant")
-        record = _lookup(records, model, checkpoint, task, variant) if task and variant else None
-        value = record.metrics.get(column["metric"]) if record else None
-        values[column["key"]] = None if value is None or math.isnan(value) else value
+        # a column may combine one metric over several variants (POPE: the mean F1 of its three splits)
+        variants = column.get("variants") or [column.get("variant") or row.get("variant")]
+        parts = []
+        for variant in variants:
+            record = _lookup(records, model, checkpoint, task, variant) if task and variant else None
+            value = record.metrics.get(column["metric"]) if record else None
+            parts.append(None if value is None or math.isnan(value) else value)
+        if len(parts) == 1:
+            values[column["key"]] = parts[0]
+        else:
+            values[column["key"]] = sum(parts) / len(parts) if all(p is not None for p in parts) else None
     for column in table["columns"]:
         if "aggregate" in column:
             parts = [values.get(key) for key in column["over"]]
@@ -114,11 +123,15 @@ def render(table: dict[str, Any], records: list[ResultRecord], fmt: str) -> str:
     rows = build_rows(table, records)
     header = ["method"] + [c["label"] for c in table["columns"]]
     body = [[r.label] + [_cell(r.values.get(c["key"]), r.kind) for c in table["columns"]] for r in rows]
-    caption = f"Table {table['table']}: {table['title']} -- {table.get('metric_note', '')}"
+    name = f"Table {table['table']}: " if len(table["table"]) == 1 else ""
+    caption = f"{name}{table['title']} -- {table.get('metric_note', '')}"
     if fmt == "md":
         lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        lines += ["", "Paper rows are quoted from the InternVL supplementary; '(this run)' rows come from result records."]
+        source = table.get("source", "the InternVL supplementary")
+        lines += ["", f"Paper rows are quoted from {source}; '(this run)' rows come from result records."]
+        if table.get("paper_rows_note"):
+            lines.append(f"Paper rows: {table['paper_rows_note']}")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule"]
@@ -133,7 +146,7 @@ def render(table: dict[str, Any], records: list[ResultRecord], fmt: str) -> str:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    letters = TABLES if args.table.lower() == "all" else args.table.upper()
+    letters = list(TABLES) if args.table.lower() == "all" else [args.table]
     tables = [load_table(letter) for letter in letters]
     records = load_records(args.runs)
     for letter, table in zip(letters, tables):
@@ -196,7 +209,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     tables = sub.add_parser("tables", help="render paper tables beside our results")
-    tables.add_argument("--table", default="all", help="A..G or all")
+    tables.add_argument("--table", default="all", help="A..G, caption, or all")
     tables.add_argument("--format", choices=["md", "latex"], default="md")
     tables.add_argument("--runs", type=Path, default=DEFAULT_RUNS_DIR, help="folder of result records")
     tables.add_argument("--out-dir", type=Path, help="write files there instead of printing")

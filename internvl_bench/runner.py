@@ -29,7 +29,7 @@ from internvl_bench.encoding import Encoder
 from internvl_bench.errors import BenchError
 from internvl_bench.generation import Answer, GenerationEngine, GenerationRequest
 from internvl_bench.provenance import environment
-from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, write_predictions, write_record
+from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord, write_artifact, write_predictions, write_record
 from internvl_bench.task import TASKS, Task
 from model_zoo import load_model, model_kind
 from model_zoo.base import PREPROCESS_MODES, ContrastiveModel
@@ -229,6 +229,8 @@ def _evaluate_variant(
     if ctx.is_main:
         if result.predictions is not None:
             log.info("wrote %s", write_predictions(record, result.predictions, config.output_dir))
+        for name, content in result.artifacts.items():
+            log.info("wrote %s", write_artifact(record, name, content, config.output_dir))
         path = write_record(record, config.output_dir)
         log.info("wrote %s", path)
     return record

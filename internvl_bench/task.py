@@ -53,6 +53,8 @@ class TaskResult:
     details: dict[str, Any] = field(default_factory=dict)
     #: per-item rows (id, prompt, raw_output, token_ids, min_margin, parsed, target, score) of chat tasks
     predictions: list[dict[str, Any]] | None = None
+    #: other files written beside the record as ``<record stem>.<name>`` (JSON), e.g. an EvalAI submission
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -63,6 +65,8 @@ class Task(ABC):
     table: ClassVar[str | None] = None
     #: the models this task evaluates: "contrastive" (embeddings) or "chat" (generations)
     model_kind: ClassVar[str] = "contrastive"
+    #: the metrics a one-line summary shows (all when empty)
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
 
     @dataclass
     class Options:

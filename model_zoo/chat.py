@@ -81,9 +81,11 @@ class ChatModel(ABC):
         prompts: Sequence[str],
         max_new_tokens: int | Sequence[int] = 128,
         image_rows: Sequence[int] | None = None,
+        min_new_tokens: int | Sequence[int] = 0,
     ) -> list[Generation]:
         """Greedy answers, one per prompt; row i uses ``pixels[image_rows[i]]`` (default: ``pixels[i]``),
-        so a batch holding several questions about one image encodes it once."""
+        so a batch holding several questions about one image encodes it once. The end-of-sequence token is
+        barred until a row has ``min_new_tokens`` tokens (InternVL's caption and Tiny LVLM evals set it)."""
 
     @abstractmethod
     def fingerprint(self) -> str:
@@ -99,11 +101,11 @@ class ChatModel(ABC):
         return torch.stack([transform(image) for image in images])
 
 
-def as_row_limits(max_new_tokens: int | Sequence[int], rows: int) -> list[int]:
-    """One ``max_new_tokens`` per row, from a shared value or a per-row list."""
-    if isinstance(max_new_tokens, int):
-        return [max_new_tokens] * rows
-    limits = [int(m) for m in max_new_tokens]
+def as_row_limits(limit: int | Sequence[int], rows: int) -> list[int]:
+    """One token limit per row, from a shared value or a per-row list."""
+    if isinstance(limit, int):
+        return [limit] * rows
+    limits = [int(m) for m in limit]
     if len(limits) != rows:
-        raise ValueError(f"{len(limits)} max_new_tokens values for {rows} prompts")
+        raise ValueError(f"{len(limits)} token limits for {rows} prompts")
     return limits

@@ -102,14 +102,18 @@ def greedy_decode(
     last_positions: torch.Tensor,
     eos_id: int,
     max_new_tokens: Sequence[int],
+    min_new_tokens: Sequence[int] | None = None,
 ) -> list[DecodedRow]:
     """Greedy continuation of a prefilled batch.
 
     ``first_logits`` [B, vocab] are the logits after the prompt, ``attention_mask`` [B, L] its mask and
     ``last_positions`` [B] the position id of each row's last prompt token. The token is ``argmax`` (the
     first index among equal maxima, as Hugging Face's greedy search); a row stops after emitting
-    ``eos_id`` or after its own ``max_new_tokens``.
+    ``eos_id`` or after its own ``max_new_tokens``. Before a row has ``min_new_tokens`` tokens its
+    ``eos_id`` logit is -inf (Hugging Face's ``MinNewTokensLengthLogitsProcessor``); margins are taken
+    on these processed logits, the ones the choice was made on.
     """
+    minimum = list(min_new_tokens) if min_new_tokens is not None else [0] * len(max_new_tokens)
     rows = len(max_new_tokens)
     tokens: list[list[int]] = [[] for _ in range(rows)]
     worst = [math.inf] * rows
@@ -121,6 +125,9 @@ def greedy_decode(
         cache.batch_select_indices(keep)
     logits = first_logits.float()
     while active:
+        blocked = [slot for slot, row in enumerate(active) if len(tokens[row]) < minimum[row]]
+        if blocked:
+            logits[blocked, eos_id] = -math.inf
         chosen = logits.argmax(dim=-1)
         step_margins = margins(logits).tolist()
         chosen_list = chosen.tolist()

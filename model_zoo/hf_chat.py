@@ -131,7 +131,7 @@ class HFChatModel(ChatModel):
 
     @torch.no_grad()
     def generate(self, pixels: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 128,
-                 image_rows: Sequence[int] | None = None) -> list[Generation]:
+                 image_rows: Sequence[int] | None = None, min_new_tokens: int | Sequence[int] = 0) -> list[Generation]:
         limits = as_row_limits(max_new_tokens, len(prompts))
         logits, cache, mask, last = self._prefill(pixels, prompts, image_rows, max(limits, default=0))
 
@@ -139,7 +139,8 @@ class HFChatModel(ChatModel):
             return self.model(input_ids=tokens, attention_mask=attention_mask, position_ids=positions, cache=cache_,
                               use_cache=True).logits[:, -1]
 
-        rows = greedy_decode(logits, step, cache, mask, last, self.eos_id, limits)
+        rows = greedy_decode(logits, step, cache, mask, last, self.eos_id, limits,
+                             as_row_limits(min_new_tokens, len(prompts)))
         return [Generation(r.token_ids, self.tokenizer.decode(r.token_ids, skip_special_tokens=True).strip(),
                            r.min_margin, r.finish_reason) for r in rows]
 

@@ -75,7 +75,7 @@ class InternVLChatModel(ChatModel):
 
     @torch.no_grad()
     def generate(self, pixels: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 128,
-                 image_rows: Sequence[int] | None = None) -> list[Generation]:
+                 image_rows: Sequence[int] | None = None, min_new_tokens: int | Sequence[int] = 0) -> list[Generation]:
         limits = as_row_limits(max_new_tokens, len(prompts))
         logits, cache, mask, last = self._prefill(pixels, prompts, image_rows, max(limits, default=0))
         lm = self.net.language_model
@@ -85,7 +85,8 @@ class InternVLChatModel(ChatModel):
                      use_cache=True)
             return out.logits[:, -1]
 
-        rows = greedy_decode(logits, step, cache, mask, last, self.tokenizer.eos_id, limits)
+        rows = greedy_decode(logits, step, cache, mask, last, self.tokenizer.eos_id, limits,
+                             as_row_limits(min_new_tokens, len(prompts)))
         return [Generation(r.token_ids, self.tokenizer.decode_answer(r.token_ids, self.template.sep2), r.min_margin,
                            r.finish_reason) for r in rows]
 

@@ -69,7 +69,7 @@ def test_run_writes_record_and_predictions_and_rerun_is_served_from_cache(tmp_pa
     assert all(len(r["token_ids"]) <= 6 for r in rows)
     stats = first["details"]["generation"][0]
     assert stats["generated_this_run"] == 12 and stats["from_cache"] == 0
-    assert stats["options"] == [{"max_new_tokens": 6}]
+    assert stats["options"] == [{"max_new_tokens": 6, "min_new_tokens": 0}]
     assert first["options"]["verify_batch_invariance"] is None and first["options"]["batch_size"] == 4
     model = first["provenance"]["model"]
     assert model["conversation_template"] == "vicuna_v1" and model["rotary_inv_freq_fp32"] is True

@@ -63,3 +63,21 @@ def test_llava_eval_prompt_and_padding_options(folder: Path, model) -> None:
 def test_unpinned_hub_model_needs_a_revision() -> None:
     with pytest.raises(BenchError, match="has no pinned revision; pass --checkpoint someone/model@<commit sha>"):
         model_zoo.load_model("hf:someone/model")
+
+
+def test_min_new_tokens_bars_eos_like_transformers(folder: Path) -> None:
+    model = model_zoo.load_model("hf:tiny/llava", checkpoint=str(folder))
+    pixels = model.preprocess(IMAGES)
+    prompts = [model.build_prompt(q) for q in QUESTIONS]
+    first = model.generate(pixels, prompts, max_new_tokens=1)[0].token_ids[0]
+    with torch.no_grad():  # make the end-of-sequence token win wherever the first answer token would
+        head = model.model.lm_head.weight
+        head[model.eos_id] = head[first] * 1.05
+    eager = model.generate(pixels, prompts, max_new_tokens=8)
+    assert eager[0].token_ids == [model.eos_id] and eager[0].finish_reason == "eos"
+    held = model.generate(pixels, prompts, max_new_tokens=8, min_new_tokens=3)
+    for image, prompt, answer in zip(IMAGES, prompts, held):
+        assert model.eos_id not in answer.token_ids[:3]
+        inputs = model.processor(images=[image], text=[prompt], return_tensors="pt")
+        reference = model.model.generate(**inputs, do_sample=False, max_new_tokens=8, min_new_tokens=3)
+        assert reference[0, inputs["input_ids"].shape[1]:].tolist() == answer.token_ids

@@ -129,6 +129,9 @@ def test_eos_stops_like_the_official_and_batches_equal_batch_one(images, questio
     for answer in stopped:
         assert answer.token_ids[-1] == 2 and 2 not in answer.token_ids[:-1] and len(answer.token_ids) < 24
     assert all(a.finish_reason == "length" and len(a.token_ids) == 24 for a in alone if a not in stopped)
+    held = model.generate(pixels, prompts, max_new_tokens=24, image_rows=rows, min_new_tokens=12)
+    assert all(2 not in h.token_ids[:12] for h in held)
+    assert any(h.token_ids != a.token_ids for h, a in zip(held, alone)), "some rows stopped before 12 tokens"
 
 
 def test_fp16_matches_official_fp16(images, questions, reference) -> None:
