@@ -101,6 +101,48 @@ class ChatModel(ABC):
         return torch.stack([transform(image) for image in images])
 
 
+class DecoderChatModel(ChatModel):
+    """A chat model whose language model prefills prompts into a KV cache and then decodes token by token.
+
+    Subclasses provide ``prefill`` (prompts -> first logits, cache, mask, positions; see
+    ``model_zoo.decoding.prefill_by_length``), ``decode_step`` and ``answer_text``; ``next_token_logits``
+    and ``generate`` (the shared batched greedy loop, ``model_zoo.decoding.greedy_decode``) follow.
+    """
+
+    #: the end-of-sequence id that stops a row
+    eos_id: int
+
+    @abstractmethod
+    def prefill(self, pixels: torch.Tensor, prompts: Sequence[str], image_rows: Sequence[int] | None,
+                reserve: int) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
+        """Logits after each prompt [B, vocab], the cache (room for ``reserve`` tokens), its mask, last positions."""
+
+    @abstractmethod
+    def decode_step(self, tokens: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                    cache: object) -> torch.Tensor:
+        """One token per row through the cached model -> logits [b, vocab]."""
+
+    @abstractmethod
+    def answer_text(self, token_ids: list[int]) -> str:
+        """The answer as the model's official eval decodes it."""
+
+    @torch.no_grad()
+    def next_token_logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        logits, *_ = self.prefill(pixels, prompts, None, 0)
+        return logits.float().cpu()
+
+    @torch.no_grad()
+    def generate(self, pixels: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 128,
+                 image_rows: Sequence[int] | None = None, min_new_tokens: int | Sequence[int] = 0) -> list[Generation]:
+        from model_zoo.decoding import greedy_decode
+
+        limits = as_row_limits(max_new_tokens, len(prompts))
+        logits, cache, mask, last = self.prefill(pixels, prompts, image_rows, max(limits, default=0))
+        rows = greedy_decode(logits, self.decode_step, cache, mask, last, self.eos_id, limits,
+                             as_row_limits(min_new_tokens, len(prompts)))
+        return [Generation(r.token_ids, self.answer_text(r.token_ids), r.min_margin, r.finish_reason) for r in rows]
+
+
 def as_row_limits(limit: int | Sequence[int], rows: int) -> list[int]:
     """One token limit per row, from a shared value or a per-row list."""
     if isinstance(limit, int):

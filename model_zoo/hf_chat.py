@@ -31,8 +31,8 @@ from PIL import Image
 from internvl_bench.errors import BenchError
 from model_zoo import register_model
 from model_zoo.base import PRECISION_NAMES
-from model_zoo.chat import IMAGE_PLACEHOLDER, ChatModel, Generation, as_row_limits
-from model_zoo.decoding import greedy_decode, prefill_by_length
+from model_zoo.chat import IMAGE_PLACEHOLDER, DecoderChatModel
+from model_zoo.decoding import prefill_by_length
 from model_zoo.internvl import checkpoint as ckpt
 from model_zoo.internvl.layers import resolve_backend
 from model_zoo.internvl_chat.conversation import get_template
@@ -64,7 +64,7 @@ class HFImageTransform:
         return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
 
-class HFChatModel(ChatModel):
+class HFChatModel(DecoderChatModel):
     def __init__(self, folder: Path, repo_id: str | None, revision: str | None, device: torch.device,
                  dtype: torch.dtype, conv_template: str, pad_to_square: bool, attention: str) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -124,28 +124,7 @@ class HFChatModel(ChatModel):
                                             vision_feature_select_strategy=cfg.vision_feature_select_strategy)
         return torch.stack(list(out.pooler_output))
 
-    @torch.no_grad()
-    def next_token_logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        logits, *_ = self._prefill(pixels, prompts, None)
-        return logits.float().cpu()
-
-    @torch.no_grad()
-    def generate(self, pixels: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 128,
-                 image_rows: Sequence[int] | None = None, min_new_tokens: int | Sequence[int] = 0) -> list[Generation]:
-        limits = as_row_limits(max_new_tokens, len(prompts))
-        logits, cache, mask, last = self._prefill(pixels, prompts, image_rows, max(limits, default=0))
-
-        def step(tokens, attention_mask, positions, cache_):
-            return self.model(input_ids=tokens, attention_mask=attention_mask, position_ids=positions, cache=cache_,
-                              use_cache=True).logits[:, -1]
-
-        rows = greedy_decode(logits, step, cache, mask, last, self.eos_id, limits,
-                             as_row_limits(min_new_tokens, len(prompts)))
-        return [Generation(r.token_ids, self.tokenizer.decode(r.token_ids, skip_special_tokens=True).strip(),
-                           r.min_margin, r.finish_reason) for r in rows]
-
-    def _prefill(self, pixels: torch.Tensor, prompts: Sequence[str], image_rows: Sequence[int] | None,
-                 reserve: int = 0):
+    def prefill(self, pixels: torch.Tensor, prompts: Sequence[str], image_rows: Sequence[int] | None, reserve: int):
         from transformers import DynamicCache
 
         image_of = list(range(len(prompts))) if image_rows is None else list(image_rows)
@@ -163,6 +142,13 @@ class HFChatModel(ChatModel):
             return out.logits[:, -1], out.cache
 
         return prefill_by_length([len(r) for r in ids], prefill_rows, self.device, reserve)
+
+    def decode_step(self, tokens, attention_mask, positions, cache):
+        return self.model(input_ids=tokens, attention_mask=attention_mask, position_ids=positions, cache=cache,
+                          use_cache=True).logits[:, -1]
+
+    def answer_text(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(json.dumps(self._settings(), sort_keys=True).encode())

@@ -26,8 +26,8 @@ import torch
 from internvl_bench.cache import default_cache_dir
 from model_zoo import register_model
 from model_zoo.internvl import checkpoint as ckpt
-from model_zoo.internvl_chat.adapter import InternVLChatModel, load_internvl_chat
 from model_zoo.internvl.config import VisionConfig
+from model_zoo.internvl_chat.adapter import InternVLChatModel, load_internvl_chat
 from model_zoo.internvl_chat.config import ChatConfig, LanguageConfig
 from model_zoo.internvl_chat.conversation import DEFAULT_TEMPLATE
 

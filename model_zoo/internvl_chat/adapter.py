@@ -20,19 +20,19 @@ from PIL import Image
 from internvl_bench.data import file_sha256
 from internvl_bench.errors import BenchError
 from model_zoo.base import PRECISION_NAMES
-from model_zoo.chat import ChatModel, Generation, as_row_limits
-from model_zoo.decoding import greedy_decode, prefill_by_length
+from model_zoo.chat import DecoderChatModel
+from model_zoo.decoding import prefill_by_length
 from model_zoo.internvl import checkpoint as ckpt
+from model_zoo.internvl.config import VisionConfig
 from model_zoo.internvl.layers import resolve_backend
 from model_zoo.internvl_chat import loader
-from model_zoo.internvl.config import VisionConfig
 from model_zoo.internvl_chat.config import ChatConfig, load_chat_config, read_json
 from model_zoo.internvl_chat.conversation import DEFAULT_TEMPLATE, Template, get_template
 from model_zoo.internvl_chat.preprocess import ChatImageTransform, ImageSettings
 from model_zoo.internvl_chat.tokenizer import LlamaTokenizer
 
 
-class InternVLChatModel(ChatModel):
+class InternVLChatModel(DecoderChatModel):
     """InternVL-Chat 1.0 behind the suite's chat interface."""
 
     def __init__(self, loaded: loader.LoadedChat, tokenizer: LlamaTokenizer, template: Template,
@@ -41,6 +41,7 @@ class InternVLChatModel(ChatModel):
         self.net = loaded.net
         self.config = loaded.config
         self.tokenizer = tokenizer
+        self.eos_id = tokenizer.eos_id
         self.template = template
         self.settings = settings
         self.device, self.dtype = device, dtype
@@ -68,30 +69,7 @@ class InternVLChatModel(ChatModel):
         """[B, 3, S, S] -> [B, N, D] on the model's device, in the model's dtype."""
         return self.net.image_tokens(pixels.to(device=self.device, dtype=self.dtype))
 
-    @torch.no_grad()
-    def next_token_logits(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        logits, *_ = self._prefill(pixels, prompts, None)
-        return logits.float().cpu()
-
-    @torch.no_grad()
-    def generate(self, pixels: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 128,
-                 image_rows: Sequence[int] | None = None, min_new_tokens: int | Sequence[int] = 0) -> list[Generation]:
-        limits = as_row_limits(max_new_tokens, len(prompts))
-        logits, cache, mask, last = self._prefill(pixels, prompts, image_rows, max(limits, default=0))
-        lm = self.net.language_model
-
-        def step(tokens, attention_mask, positions, cache_):
-            out = lm(input_ids=tokens, attention_mask=attention_mask, position_ids=positions, cache=cache_,
-                     use_cache=True)
-            return out.logits[:, -1]
-
-        rows = greedy_decode(logits, step, cache, mask, last, self.tokenizer.eos_id, limits,
-                             as_row_limits(min_new_tokens, len(prompts)))
-        return [Generation(r.token_ids, self.tokenizer.decode_answer(r.token_ids, self.template.sep2), r.min_margin,
-                           r.finish_reason) for r in rows]
-
-    def _prefill(self, pixels: torch.Tensor, prompts: Sequence[str], image_rows: Sequence[int] | None,
-                 reserve: int = 0):
+    def prefill(self, pixels: torch.Tensor, prompts: Sequence[str], image_rows: Sequence[int] | None, reserve: int):
         """Prompts through the LM (``prefill_by_length``): logits after each prompt, merged cache, mask."""
         from transformers import DynamicCache
 
@@ -111,6 +89,14 @@ class InternVLChatModel(ChatModel):
             return out.logits[:, -1], out.cache
 
         return prefill_by_length([len(r) for r in rows], prefill_rows, self.device, reserve)
+
+    def decode_step(self, tokens, attention_mask, positions, cache):
+        out = self.net.language_model(input_ids=tokens, attention_mask=attention_mask, position_ids=positions,
+                                      cache=cache, use_cache=True)
+        return out.logits[:, -1]
+
+    def answer_text(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode_answer(token_ids, self.template.sep2)
 
     def fingerprint(self) -> str:
         return self._fingerprint

@@ -79,20 +79,19 @@ def tower_config_dict(vision: VisionConfig) -> dict:
 
 def chat_config_dict(language: LanguageConfig, mm_hidden_size: int, tower: str) -> dict:
     """``config.json`` of a chat folder, in the structure of OpenGVLab/InternVL-Chat-ViT-6B-Vicuna-7B."""
-    l = language
     return {
-        "_name_or_path": CHAT_FOLDER, "architectures": ["LlavaLlamaForCausalLM"], "bos_token_id": l.bos_token_id,
-        "eos_token_id": l.eos_token_id, "freeze_mm_mlp_adapter": False, "hidden_act": l.hidden_act,
-        "hidden_size": l.hidden_size, "image_aspect_ratio": "pad", "image_grid_pinpoints": None,
-        "initializer_range": 0.02, "intermediate_size": l.intermediate_size,
-        "max_position_embeddings": l.max_position_embeddings, "mm_hidden_size": mm_hidden_size,
+        "_name_or_path": CHAT_FOLDER, "architectures": ["LlavaLlamaForCausalLM"], "bos_token_id": language.bos_token_id,
+        "eos_token_id": language.eos_token_id, "freeze_mm_mlp_adapter": False, "hidden_act": language.hidden_act,
+        "hidden_size": language.hidden_size, "image_aspect_ratio": "pad", "image_grid_pinpoints": None,
+        "initializer_range": 0.02, "intermediate_size": language.intermediate_size,
+        "max_position_embeddings": language.max_position_embeddings, "mm_hidden_size": mm_hidden_size,
         "mm_projector_type": "mlp2x_gelu", "mm_use_im_patch_token": False, "mm_use_im_start_end": False,
         "mm_vision_select_feature": "patch", "mm_vision_select_layer": -4, "mm_vision_tower": tower,
-        "model_type": "llava", "num_attention_heads": l.num_attention_heads, "num_hidden_layers": l.num_hidden_layers,
-        "num_key_value_heads": l.num_key_value_heads, "pad_token_id": l.pad_token_id, "pretraining_tp": 1,
-        "rms_norm_eps": l.rms_norm_eps, "rope_scaling": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "model_type": "llava", "num_attention_heads": language.num_attention_heads, "num_hidden_layers": language.num_hidden_layers,
+        "num_key_value_heads": language.num_key_value_heads, "pad_token_id": language.pad_token_id, "pretraining_tp": 1,
+        "rms_norm_eps": language.rms_norm_eps, "rope_scaling": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
         "transformers_version": "4.31.0", "tune_mm_mlp_adapter": False, "use_cache": True, "use_mm_proj": True,
-        "vocab_size": l.vocab_size,
+        "vocab_size": language.vocab_size,
     }
 
 
