@@ -1,4 +1,4 @@
-"""``internvl-bench``: list, run, prepare, tables, regress, demo, efficiency.
+"""``internvl-bench``: list, run, rerun, prepare, tables, results, regress, demo, efficiency, score.
 
 Task options come from the task's ``Options`` dataclass: ``internvl-bench run --task xtd --help``
 lists them. Every user error ends as one line on stderr and exit status 2; completed records and
@@ -10,13 +10,16 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from internvl_bench import efficiency, reporting
+from internvl_bench.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from internvl_bench.errors import BenchError
-from internvl_bench.records import DEFAULT_RUNS_DIR
+from internvl_bench.experiment import DEFAULT_RERUN_DIR
+from internvl_bench.records import DEFAULT_RUNS_DIR, ResultRecord
 from internvl_bench.registry import describe
 from internvl_bench.runner import DEFAULT_CACHE_DIR, RunConfig, default_device, run_task
 from internvl_bench.task import TASKS, Task
@@ -51,9 +54,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list tasks and models")
     listing.set_defaults(func=cmd_list)
 
-    run = sub.add_parser("run", help="evaluate a model on a task")
-    run.add_argument("--task", required=True, help="task name (see 'internvl-bench list')")
-    run.add_argument("--model", required=True, help="model name, e.g. internvl-c or openclip:ViT-H-14")
+    run = sub.add_parser("run", help="evaluate a model on a task, or every run of an experiment file")
+    run.add_argument("--config", type=Path, metavar="FILE.yaml",
+                     help="an experiment file: models x tasks, their options and the engine settings, in place of "
+                          "every other flag (see configs/ and internvl_bench/experiment.py)")
+    run.add_argument("--task", help="task name (see 'internvl-bench list')")
+    run.add_argument("--model", help="model name, e.g. internvl-c or openclip:ViT-H-14")
     run.add_argument("--checkpoint", help="weights: local folder/file or hub id[@revision]; model default if omitted")
     run.add_argument("--data-root", type=Path, help="dataset folder")
     run.add_argument("--output-dir", type=Path, default=DEFAULT_RUNS_DIR, help="where result records go")
@@ -71,6 +77,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     run.add_argument("--verify-batch-invariance", type=float, nargs="?", const=DEFAULT_VERIFY_MARGIN, default=None,
                      metavar="MARGIN", help="chat tasks: re-generate answers whose top-1/top-2 logit margin is below "
                                             f"MARGIN (default {DEFAULT_VERIFY_MARGIN}) alone and report how many changed")
+    run.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
+                     help="resamples of the 95%% bootstrap interval stored beside every metric (0: none; "
+                          f"default {DEFAULT_RESAMPLES})")
+    run.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED, metavar="S",
+                     help=f"seed of the bootstrap resamples (default {DEFAULT_SEED}; recorded)")
     task_name = _peek(argv, "--task")
     if task_name:
         try:
@@ -78,6 +89,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         except BenchError:
             pass  # reported by cmd_run with the list of known tasks
     run.set_defaults(func=cmd_run)
+    run.set_defaults(run_defaults={a.dest: a.default for a in run._actions if a.dest not in ("help", "config")})
+
+    rerun = sub.add_parser("rerun", help="run again exactly what produced a record, and compare its metrics")
+    rerun.add_argument("record", type=Path, metavar="RECORD.json", help="a result record (its 'spec' is what runs)")
+    rerun.add_argument("--output-dir", type=Path, default=DEFAULT_RERUN_DIR,
+                       help=f"where the new records go (default {DEFAULT_RERUN_DIR})")
+    rerun.add_argument("--no-cache", action="store_true", help="recompute every embedding and answer")
+    rerun.add_argument("--tolerance", type=float, default=0.0,
+                       help="largest allowed change of a metric (default 0: equal); timings are not judged")
+    rerun.set_defaults(func=cmd_rerun)
 
     prepare = sub.add_parser("prepare", help="download or verify a task's data")
     prepare.add_argument("task")
@@ -98,8 +119,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     reporting.add_parsers(sub)
     efficiency.add_parser(sub)
 
-    demo = sub.add_parser("demo", help="offline end-to-end run on generated XTD data with a tiny model")
-    demo.add_argument("--workdir", type=Path, default=Path("demo_data"))
+    demo = sub.add_parser("demo", help="every task on replicas of the synthetic world with the trained demo models")
+    demo.add_argument("--workdir", type=Path, default=Path("demo_data"), help="data, runs and tables go here")
+    demo.add_argument("--only", default=None, help="comma-separated tasks (default: all; then Table G too)")
+    demo.add_argument("--scale", type=float, default=1.0, help="replica size factor (checksums hold for 1.0 only)")
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (numbers are pinned at 1)")
+    demo.add_argument("--update-checksums", action="store_true",
+                      help="accept changed replica bytes into internvl_bench/world/checksums.json")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -141,11 +167,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.config:
+        return _run_config(args)
+    if not args.task or not args.model:
+        raise BenchError("run needs --task and --model, or --config FILE.yaml")
     TASKS.get(args.task)  # unknown task -> one-line error listing the known ones
     options = {k.removeprefix("task_"): v for k, v in vars(args).items() if k.startswith("task_")}
     config = RunConfig(
         model_options=_model_options(args),
         verify_batch_invariance=args.verify_batch_invariance,
+        bootstrap_resamples=args.bootstrap_resamples,
+        bootstrap_seed=args.bootstrap_seed,
         data_root=args.data_root,
         output_dir=args.output_dir,
         cache_dir=None if args.no_cache else args.cache_dir,
@@ -156,14 +188,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     records = run_task(args.task, args.model, config, checkpoint=args.checkpoint, task_options=options)
-    headline = TASKS.get(args.task).headline_metrics
     if config.rank == 0:
-        for record in records:
-            metrics = {k: record.metrics[k] for k in headline if k in record.metrics} or record.metrics
-            shown = ", ".join(f"{k}={v:.2f}" for k, v in metrics.items())
-            print(f"{record.task}/{record.variant} [{record.model}] n={record.n_samples}: {shown}")
+        _print_records(records)
         print(f"records: {config.output_dir}")
     return 0
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    """``run --config``: the file is the whole run; a flag beside it would be silently overridden, so it is refused."""
+    given = sorted(dest for dest, default in args.run_defaults.items() if getattr(args, dest, default) != default)
+    if given:
+        flag = "--" + given[0].removeprefix("task_").replace("_", "-")
+        raise BenchError(f"run --config {args.config}: {flag} belongs in the file (engine, models or tasks), "
+                         "not on the command line")
+    from internvl_bench.experiment import run_experiment
+
+    records = run_experiment(args.config)
+    if _is_main_process():
+        _print_records(records)
+        print("records: " + ", ".join(sorted({r.spec["engine"]["output_dir"] for r in records})))
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from internvl_bench.experiment import rerun
+
+    original, again, moved = rerun(args.record, args.output_dir, args.no_cache, args.tolerance)
+    if not _is_main_process():
+        return 0
+    _print_records([again])
+    for line in moved:
+        print(line)
+    judged = len(original.metrics) - len(set(original.details.get("timed_metrics", ())) & set(original.metrics))
+    print(f"rerun of {args.record}: {judged - len(moved)} of {judged} metrics reproduced"
+          + (f" (tolerance {args.tolerance:g})" if args.tolerance else "") + f"; records: {args.output_dir}")
+    return 1 if moved else 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (which sets RANK), or a single process: the one that prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _print_records(records: list[ResultRecord]) -> None:
+    """One line per record: its headline metrics with their intervals."""
+    for record in records:
+        headline = TASKS.get(record.task).headline_metrics if record.task in TASKS.names() else ()
+        metrics = {k: record.metrics[k] for k in headline if k in record.metrics} or record.metrics
+        shown = ", ".join(f"{k}={v:.2f}{_interval_text(record.intervals.get(k))}" for k, v in metrics.items())
+        print(f"{record.task}/{record.variant} [{record.model}] n={record.n_samples}: {shown}")
+
+
+def _interval_text(interval: list[float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, str]:
@@ -205,7 +282,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from internvl_bench.demo import run_demo
 
-    print(run_demo(args.workdir))
+    only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    print(run_demo(args.workdir, args.scale, only, args.threads, args.update_checksums))
     return 0
 
 

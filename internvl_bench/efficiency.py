@@ -56,6 +56,8 @@ PEAK_TFLOPS = (
     ("A10", {"bf16": 125.0, "fp16": 125.0, "fp32": 31.2}),
 )
 TASK_VERSION = "1"
+#: the metrics that are counts, not measurements: a baseline may pin these, never the timings
+UNTIMED_METRICS = ("vit_gflops", "image_gflops", "text_gflops", "tokens")
 
 
 def add_parser(subparsers) -> None:
@@ -248,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
             task="efficiency", variant=str(size), model=args.model, metrics=metrics,
             n_samples=args.batch_size * args.iters, options=options, task_version=TASK_VERSION,
             provenance={**model.provenance(), **environment(device)}, checkpoint=args.checkpoint,
-            details={"mode": model.mode, "tokens": int(metrics["tokens"])},
+            details={"mode": model.mode, "tokens": int(metrics["tokens"]),
+                     "timed_metrics": sorted(k for k in metrics if k not in UNTIMED_METRICS)},
         )
         print(f"    -> {write_record(record, args.output_dir)}")
     return 0

@@ -4,11 +4,21 @@ Schema (``schema_version`` 1)::
 
     {"schema_version": 1, "task": "xtd", "task_version": "1", "variant": "en", "model": "internvl-c",
      "metrics": {"i2t_R@10": 97.3, ...},            # flat floats; recalls and accuracies in percent
+     "intervals": {"i2t_R@10": [96.2, 98.3], ...},  # 95% bootstrap interval per metric ({} when off)
      "n_samples": 1000,
      "options": {...},                              # every protocol choice of the run
      "details": {...},                              # facts of this variant (skipped items, sizes)
      "provenance": {...},                           # model id/revision/hash, data hashes, versions, git
+     "spec": {...},                                 # the resolved run that produced it (``rerun`` input)
      "created": "2026-11-26T09:00:00+00:00"}
+
+``intervals`` holds ``[low, high]`` of the percentile bootstrap over the scored units
+(``internvl_bench.bootstrap``; the resample count and seed are ``options.bootstrap_resamples`` and
+``options.bootstrap_seed``); records written before it existed load with ``{}``. NaN bounds are ``null``.
+
+``spec`` is the exact run that wrote the record -- model, checkpoint, model options, task, every task option,
+data root and engine settings, paths absolute (``internvl_bench.experiment``): ``internvl-bench rerun
+RECORD.json`` runs it again. Records written before it existed load with ``{}``.
 
 Chat tasks also write ``<record stem>.predictions.jsonl`` beside the record: one line per item with
 ``id``, ``prompt``, ``raw_output``, ``token_ids``, ``min_margin``, ``parsed``, ``target`` and ``score``.
@@ -45,6 +55,10 @@ class ResultRecord:
     #: weights identity beside the architecture id: pretrained tag, hub id or file (None = default)
     checkpoint: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: metric -> [low, high], the bootstrap interval (see ``internvl_bench.bootstrap``); empty when off
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    #: the resolved run spec that produced the record (``internvl_bench.experiment``); empty for older records
+    spec: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -110,10 +124,16 @@ def _json_safe(value: Any) -> Any:
 def load_record(path: Path) -> ResultRecord:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        data["metrics"] = {k: (math.nan if v is None else float(v)) for k, v in data["metrics"].items()}
+        data["metrics"] = {k: _float(v) for k, v in data["metrics"].items()}
+        data["intervals"] = {k: [_float(low), _float(high)] for k, (low, high) in data.get("intervals", {}).items()}
         return ResultRecord(**data)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise BenchError(f"{path}: not a valid result record ({exc}); delete it or re-run the task") from exc
+
+
+def _float(value: float | None) -> float:
+    """A stored number; ``null`` (a NaN when written) reads back as NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _is_artifact(path: Path) -> bool:

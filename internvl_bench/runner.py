@@ -1,12 +1,14 @@
 """Run one task on one model: variants in turn, cached engines, one record per variant.
 
 ``RunContext`` is what a task sees: the model, the run settings, the encoders (contrastive models:
-``encode_images`` / ``encode_texts``) and the generator (chat models: ``generate``). ``run_task``
-checks that task and model are of the same kind before loading anything, builds the context,
-evaluates each variant and writes the records -- and, for tasks that return them, the per-item
-predictions beside each record (rank 0 only under torchrun). A variant that fails with a
-``BenchError`` stops the run after the records of earlier variants, every finished embedding chunk
-and every finished batch of answers are on disk.
+``encode_images`` / ``encode_texts``), the generator (chat models: ``generate``) and ``intervals``, the
+run's bootstrap (``--bootstrap-resamples``, ``--bootstrap-seed``; ``{}`` when the count is 0).
+``run_task`` checks that task and model are of the same kind before loading anything, builds the
+context, evaluates each variant and writes the records -- the task's intervals in ``intervals``, the
+bootstrap settings in ``options`` -- and, for tasks that return them, the per-item predictions beside
+each record (rank 0 only under torchrun). A variant that fails with a ``BenchError`` stops the run
+after the records of earlier variants, every finished embedding chunk and every finished batch of
+answers are on disk.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from internvl_bench import distributed
+from internvl_bench.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, Statistic, bootstrap_intervals
 from internvl_bench.cache import cache_key, default_cache_dir
 from internvl_bench.data import ImageSource, file_sha256
 from internvl_bench.distributed import DistInfo
@@ -66,11 +69,28 @@ class RunConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     #: re-generate answers whose top-1/top-2 logit margin is below this at batch 1 (None: off)
     verify_batch_invariance: float | None = None
+    #: resamples of each record's 95% bootstrap intervals (0: no intervals)
+    bootstrap_resamples: int = DEFAULT_RESAMPLES
+    bootstrap_seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        if self.bootstrap_resamples < 0:
+            raise BenchError(f"--bootstrap-resamples {self.bootstrap_resamples}: give 0 (no intervals) or a "
+                             "positive count")
         if self.precision is None:
             self.precision = default_precision(self.device)
+
+    def engine(self) -> dict[str, Any]:
+        """The settings a run spec records as its ``engine`` (``internvl_bench.experiment``), paths absolute;
+        rank and world size come from torchrun and ``progress`` changes no number, so they are left out."""
+        def absolute(path: Path | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        return {"device": str(self.device), "precision": self.precision, "batch_size": self.batch_size,
+                "workers": self.workers, "cache_dir": absolute(self.cache_dir), "output_dir": absolute(self.output_dir),
+                "verify_batch_invariance": self.verify_batch_invariance,
+                "bootstrap_resamples": self.bootstrap_resamples, "bootstrap_seed": self.bootstrap_seed}
 
 
 class RunContext:
@@ -157,6 +177,11 @@ class RunContext:
         )
         return self._encoder.texts(texts, key, normalize, desc)
 
+    def intervals(self, n_units: int | Sequence[int], statistic: Statistic) -> dict[str, tuple[float, float]]:
+        """The run's bootstrap intervals of ``statistic`` over ``n_units`` units (or strata; see
+        ``internvl_bench.bootstrap``); ``{}`` when ``--bootstrap-resamples 0``."""
+        return bootstrap_intervals(n_units, statistic, self.config.bootstrap_resamples, self.config.bootstrap_seed)
+
     @staticmethod
     def file_sha256(path: Path | str) -> str:
         return file_sha256(path)
@@ -193,6 +218,14 @@ def run_task(
         distributed.shutdown(dist_info)
 
 
+def run_spec(task: Task, model_name: str, checkpoint: str | None, config: RunConfig) -> dict[str, Any]:
+    """The exact run, as ``internvl-bench rerun`` needs it: every task option (defaults resolved) and the engine."""
+    return {"model": model_name, "checkpoint": checkpoint, "model_options": dict(config.model_options),
+            "task": task.name, "task_options": dataclasses.asdict(task.options),
+            "data_root": None if config.data_root is None else str(Path(config.data_root).expanduser().resolve()),
+            "engine": config.engine()}
+
+
 def _evaluate_variant(
     task: Task, variant: str, ctx: RunContext, model_name: str, checkpoint: str | None
 ) -> ResultRecord:
@@ -201,7 +234,8 @@ def _evaluate_variant(
     started = time.perf_counter()
     result = task.evaluate(variant, ctx)
     wall = time.perf_counter() - started
-    options = {**dataclasses.asdict(task.options), "precision": config.precision, "batch_size": config.batch_size}
+    options = {**dataclasses.asdict(task.options), "precision": config.precision, "batch_size": config.batch_size,
+               "bootstrap_resamples": config.bootstrap_resamples, "bootstrap_seed": config.bootstrap_seed}
     if task.model_kind == "chat":
         options["verify_batch_invariance"] = config.verify_batch_invariance
     if config.model_options:
@@ -213,9 +247,11 @@ def _evaluate_variant(
         model=model_name,
         checkpoint=checkpoint,
         metrics={k: float(v) for k, v in result.metrics.items()},
+        intervals={k: [float(low), float(high)] for k, (low, high) in result.intervals.items()},
         n_samples=result.n_samples,
         options=options,
         details={**result.details, **ctx.variant_facts},
+        spec=run_spec(task, model_name, checkpoint, config),
         provenance={
             "model": ctx.model.provenance(),
             "model_fingerprint": ctx.model_fingerprint,

@@ -1,4 +1,4 @@
-"""Small synthetic datasets in the real on-disk layouts, for ``make demo`` and the tests.
+"""Small synthetic datasets in the real on-disk layouts, for the tests (``make demo`` uses ``internvl_bench.world``).
 
 The images are coloured shapes drawn with PIL and the captions describe them, so the files exercise
 every reader exactly as real data would (names, folders, encodings); the numbers a model gets on

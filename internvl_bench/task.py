@@ -22,6 +22,11 @@ the run settings, and cached, batched, data-parallel engines: ``ctx.encode_image
 for contrastive models, ``ctx.generate(requests)`` for chat models (set ``model_kind = "chat"``; see
 ``internvl_bench/generation.py``). A chat task returns ``TaskResult(predictions=[answer.prediction(...)])``
 and the runner writes them beside the record as ``<record stem>.predictions.jsonl``.
+
+Confidence intervals: a task keeps its metrics per scored unit (a query's rank, a question's score) and
+returns ``TaskResult(intervals=ctx.intervals(n_units, statistic))``, where ``statistic`` recomputes the
+metrics on a batch of resampled unit indices (``internvl_bench.bootstrap``); the runner stores them in
+the record's ``intervals`` and the bootstrap settings in its ``options``.
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ class TaskResult:
     predictions: list[dict[str, Any]] | None = None
     #: other files written beside the record as ``<record stem>.<name>`` (JSON), e.g. an EvalAI submission
     artifacts: dict[str, Any] = field(default_factory=dict)
+    #: metric -> (low, high) from ``ctx.intervals`` (the run's bootstrap; empty when it is off)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Task(ABC):

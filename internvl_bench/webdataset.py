@@ -9,11 +9,12 @@ Layout of one dataset (what ``clip_benchmark.webdataset_builder`` writes and the
     <root>/<split>/nshards.txt                     number of shards N
     <root>/<split>/0.tar ... <N-1>.tar             samples: ``s0000000.webp|png|jpg|jpeg`` with
                                                    ``s0000000.cls`` (integer label); caption sets
-                                                   carry ``.txt`` instead (not read here)
+                                                   carry ``s0000000.txt`` instead: the image's
+                                                   captions, one per line (``WdsIndex.captions``)
 
 Why an index instead of streaming: the runner's encoder wants an indexable ``ImageSource`` whose
 ``load`` runs in data-loader workers. ``WdsIndex`` scans each shard's tar headers once (image bytes
-are skipped, only the tiny label members are read) and keeps, per sample, the byte range of
+are skipped, only the tiny label and caption members are read) and keeps, per sample, the byte range of
 its image. ``WdsImageSource.load`` then reads that range with ``os.pread`` and decodes it inside the
 worker, so memory stays bounded by the batch and any worker can serve any sample. Each process opens
 its own descriptors (keyed by pid), so nothing is shared across a fork.
@@ -43,13 +44,15 @@ IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
 
 @dataclass(frozen=True)
 class WdsSample:
-    """One sample: where its image bytes are, and its class label (None when it has no ``.cls``)."""
+    """One sample: where its image bytes are, its class label (None when it has no ``.cls``) and its
+    captions text (None when it has no ``.txt``)."""
 
     shard: int
     key: str
     offset: int
     size: int
     label: int | None = None
+    text: str | None = None
 
 
 class WebDatasetFolder:
@@ -87,10 +90,14 @@ class WebDatasetFolder:
 
     def dataset_type(self) -> str:
         """``classification`` (the default when dataset_type.txt is absent), ``retrieval`` or ``multilabel``."""
-        path = self.root / "dataset_type.txt"
+        path = self.dataset_type_file
         if not path.is_file():
             return "classification"
         return path.read_text(encoding="utf-8").strip().lower() or "classification"
+
+    @property
+    def dataset_type_file(self) -> Path:
+        return self.root / "dataset_type.txt"
 
     @property
     def classnames_file(self) -> Path:
@@ -149,6 +156,18 @@ class WdsIndex:
             labels.append(sample.label)
         return labels
 
+    def captions(self) -> list[list[str]]:
+        """Each sample's captions: its ``.txt`` split into lines with ``str.splitlines``, as
+        CLIP_benchmark's retrieval reader does (an empty file gives no captions); a sample without a
+        ``.txt`` member is an error naming its shard."""
+        captions = []
+        for sample in self.samples:
+            if sample.text is None:
+                raise BenchError(f"{self.shards[sample.shard]}: sample '{sample.key}' has no .txt captions member; "
+                                 "this is not a retrieval webdataset -- fetch the dataset again")
+            captions.append(sample.text.splitlines())
+        return captions
+
     def check_labels(self, n_classes: int, classnames_file: Path) -> None:
         for sample, label in zip(self.samples, self.labels()):
             if not 0 <= label < n_classes:
@@ -190,7 +209,8 @@ def _sample(number: int, path: Path, key: str, parts: dict[str, tarfile.TarInfo]
             label = int(text.strip())
         except ValueError:
             raise BenchError(f"{path}: sample '{key}' has a non-integer label {text.strip()[:40]!r} in its .cls member") from None
-    return WdsSample(number, key, image.offset_data, image.size, label)
+    captions = _member_text(tar, parts["txt"], path) if "txt" in parts else None
+    return WdsSample(number, key, image.offset_data, image.size, label, captions)
 
 
 def _member_text(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:

@@ -5,7 +5,9 @@ the chat prompt. Protocol of InternVL's ``internvl_chat/eval/caption/evaluate_ca
 "Provide a one-sentence caption for the provided image.", greedy with at most 30 and at least 8 new
 tokens, scored with pycocoevalcap (``internvl_bench.metrics.caption``: PTB tokenizer, BLEU-1..4, METEOR,
 ROUGE-L, CIDEr; ``--spice`` adds SPICE, which downloads Stanford models). Metrics x100 under
-pycocoevalcap's names.
+pycocoevalcap's names. Intervals, over resampled images: CIDEr (pycocoevalcap's per-image CIDEr scores
+with the document frequencies of the full set held fixed), ROUGE-L and BLEU-1..4; none for METEOR and
+SPICE (see ``internvl_bench.metrics.caption``).
 
 Layout under ``--data-root DIR`` (InternVL's caption ``data/`` folder)::
 
@@ -28,7 +30,7 @@ from internvl_bench.chat_task import ChatTask, ScoreInputs, data_root, own_predi
 from internvl_bench.data import ImageFileSource, file_sha256, read_json
 from internvl_bench.errors import BenchError, unknown_name_error
 from internvl_bench.generation import GenerationOptions, GenerationRequest
-from internvl_bench.metrics.caption import caption_scores
+from internvl_bench.metrics.caption import caption_scores, caption_statistic, evaluate_captions
 from internvl_bench.runner import RunContext
 from internvl_bench.task import TaskResult, register_task, split_list
 
@@ -73,11 +75,12 @@ class Caption(ChatTask):
                     for n, image_id in enumerate(ids)]
         answers = ctx.generate(requests, skip_errors=self.options.skip_bad_items, desc=variant)
         kept = {image_id: a.raw_output for image_id, a in zip(ids, answers) if a.error is None}
-        metrics = caption_scores({i: references[i] for i in kept}, kept, spice=self.options.spice)
+        evaluation = evaluate_captions({i: references[i] for i in kept}, kept, spice=self.options.spice)
         predictions = [a.prediction(parsed=a.raw_output if a.error is None else None, target=references[i],
                                     score=None, variant=variant, image_id=i) for i, a in zip(ids, answers)]
         lengths = [len(c.split()) for c in kept.values()]
-        return TaskResult(metrics=metrics, n_samples=len(kept), data_files=files, predictions=predictions,
+        return TaskResult(metrics=evaluation.metrics, n_samples=len(kept), data_files=files, predictions=predictions,
+                          intervals=ctx.intervals(len(kept), caption_statistic(evaluation)),
                           details={"skipped_items": len(ids) - len(kept),
                                    "mean_caption_words": sum(lengths) / max(len(lengths), 1)})
 

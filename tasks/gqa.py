@@ -12,7 +12,8 @@ Layout under ``--data-root DIR`` (LLaVA's ``playground/data/eval/gqa``)::
 Protocol: the prompt is the question file's ``text`` verbatim (LLaVA's file already ends with
 "\\nAnswer the question using a single word or phrase."), greedy, 128 new tokens; answers converted as
 LLaVA's ``convert_gqa_for_eval.py`` (rstrip '.', lower-case) and scored by exact match over the balanced
-questions, as GQA's ``eval.py`` (``internvl_bench.metrics.gqa``). Metric ``accuracy`` (percent).
+questions, as GQA's ``eval.py`` (``internvl_bench.metrics.gqa``). Metric ``accuracy`` (percent), with a
+bootstrap interval over the balanced questions.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from internvl_bench.chat_task import ChatTask, ScoreInputs, data_root, own_predi
 from internvl_bench.data import ImageFileSource, file_sha256, read_json, read_jsonl
 from internvl_bench.errors import BenchError
 from internvl_bench.generation import GenerationOptions, GenerationRequest
-from internvl_bench.metrics.gqa import gqa_accuracy, gqa_prediction
+from internvl_bench.metrics.gqa import gqa_accuracy, gqa_marks, gqa_prediction, gqa_statistic
 from internvl_bench.runner import RunContext
 from internvl_bench.task import TaskResult, register_task
 
@@ -67,13 +68,15 @@ class GQA(ChatTask):
         skipped = {a.id for a in answers if a.error is not None}
         asked = {str(row["question_id"]) for row in rows}
         scored = {qid: q for qid, q in questions.items() if qid in asked and qid not in skipped}
-        metrics = gqa_accuracy({a.id: a.raw_output for a in answers if a.error is None}, scored)
+        answered = {a.id: a.raw_output for a in answers if a.error is None}
+        marks = gqa_marks(answered, scored)
         predictions = [a.prediction(parsed=gqa_prediction(a.raw_output) if a.error is None else None,
                                     target=questions[a.id]["answer"],
                                     score=int(a.error is None and gqa_prediction(a.raw_output) == questions[a.id]["answer"]),
                                     balanced=bool(questions[a.id].get("isBalanced")))
                        for a in answers]
-        return TaskResult(metrics=metrics, n_samples=sum(1 for q in scored.values() if q.get("isBalanced")),
+        return TaskResult(metrics=gqa_accuracy(answered, scored), n_samples=len(marks),
+                          intervals=ctx.intervals(len(marks), gqa_statistic(marks)),
                           data_files={str(question_file): file_sha256(question_file), str(official): file_sha256(official)},
                           predictions=predictions, details={"skipped_items": len(skipped)})
 

@@ -22,8 +22,9 @@ stripped, " Please answer yes or no." removed, "\\nAnswer the question using a s
 appended). Greedy, 128 new tokens. Scoring: ``internvl_bench.metrics.mme`` (the MME tool's rules).
 Metrics: each subtask's score (``existence`` ... ``code_reasoning``, 100*acc + 100*acc+),
 ``<subtask>_acc``, ``<subtask>_acc_plus``, ``perception`` and ``cognition`` (sums over the subtasks
-present). The variant is ``all`` for the 14 subtasks, ``perception`` / ``cognition`` for exactly one
-group, ``custom`` otherwise.
+present), each with a bootstrap interval over the subtask's images (an image's two questions stay
+together; a total sums the resampled subtask scores). The variant is ``all`` for the 14 subtasks,
+``perception`` / ``cognition`` for exactly one group, ``custom`` otherwise.
 """
 from __future__ import annotations
 
@@ -35,7 +36,16 @@ from internvl_bench.chat_task import ChatTask, ScoreInputs, data_root, own_predi
 from internvl_bench.data import BytesImageSource, ImageFileSource, file_sha256, read_lines
 from internvl_bench.errors import BenchError, unknown_name_error
 from internvl_bench.generation import GenerationOptions, GenerationRequest
-from internvl_bench.metrics.mme import COGNITION, PERCEPTION, MMEItem, mme_scores, parse_mme
+from internvl_bench.metrics.mme import (
+    COGNITION,
+    PERCEPTION,
+    MMEItem,
+    mme_marks,
+    mme_scores,
+    mme_statistic,
+    parse_mme,
+    scores_from_marks,
+)
 from internvl_bench.runner import RunContext
 from internvl_bench.task import TaskResult, register_task, split_list
 
@@ -109,12 +119,13 @@ class MME(ChatTask):
         kept = [(q, a) for q, a in zip(questions, answers) if a.error is None]
         broken = {(q.subtask, q.image) for q, a in zip(questions, answers) if a.error is not None}
         kept = [(q, a) for q, a in kept if (q.subtask, q.image) not in broken]  # acc+ needs both questions
-        metrics = mme_scores([MMEItem(q.subtask, q.image, q.question, q.label, a.raw_output) for q, a in kept])
+        marks = mme_marks([MMEItem(q.subtask, q.image, q.question, q.label, a.raw_output) for q, a in kept])
         predictions = [a.prediction(parsed=parse_mme(a.raw_output) if a.error is None else None, target=q.label,
                                     score=int(a.error is None and parse_mme(a.raw_output) == q.label.lower()),
                                     subtask=q.subtask, image=q.image, question=q.question)
                        for q, a in zip(questions, answers)]
-        return TaskResult(metrics=metrics, n_samples=len(kept), data_files=files, predictions=predictions,
+        return TaskResult(metrics=scores_from_marks(marks), intervals=ctx.intervals(*mme_statistic(marks)),
+                          n_samples=len(kept), data_files=files, predictions=predictions,
                           details={"source": source_kind, "skipped_items": len(questions) - len(kept),
                                    "images": len({(q.subtask, q.image) for q in questions})})
 

@@ -32,6 +32,12 @@ Protocol (InternVL ``video_retrieval/test_msrvtt.py``):
 Metrics (percent), with the engine's key names -- the video plays the image role:
 ``i2t_R@1/5/10`` = video->text, ``t2i_R@1/5/10`` = text->video, ``mean_R`` = mean of the six.
 
+Intervals (every metric): the bootstrap resamples queries -- video->text recalls over the video
+queries, text->video over the caption queries, ``mean_R`` over both drawn in the same resample. The
+dual-softmax re-ranking uses whole-set statistics: it is computed once on the full test set and the
+bootstrap resamples the re-ranked per-query ranks (candidates and softmax normalisers stay those of the
+point estimate; the interval covers the choice of queries, not of the candidate pool).
+
 Bad input: a missing, unreadable or truncated video stops the run with one line naming the file,
 unless ``--skip-bad-videos``: such videos and their captions are then left out of scoring and counted
 in ``details`` (``skipped_videos``, ``skipped_captions``, ``skipped_video_files``).
@@ -51,7 +57,7 @@ import torch
 from internvl_bench.data import file_sha256
 from internvl_bench.download import download_file
 from internvl_bench.errors import BenchError
-from internvl_bench.metrics.retrieval import recalls_from_scores
+from internvl_bench.metrics.retrieval import QueryRanks, ranks_from_scores, recall_statistic, recalls_from_ranks
 from internvl_bench.runner import RunContext
 from internvl_bench.task import Task, TaskResult, register_task, split_list
 from internvl_bench.video import (
@@ -152,7 +158,7 @@ class MSRVTT(Task):
             raise BenchError(f"{root / options.video_dir}: no readable video among {len(paths)}; check the video folder")
         text_kept = kept[text_to_video]
         new_index = torch.cumsum(kept.long(), 0) - 1
-        metrics = video_text_recalls(
+        ranks = video_text_ranks(
             text_emb[text_kept], video_emb[kept], new_index[text_to_video[text_kept]], options.dual_softmax
         )
         counts = [n for (n, _), keep in zip(probes, kept.tolist()) if keep and n is not None]
@@ -168,7 +174,8 @@ class MSRVTT(Task):
             "videos_resampled": sum(not is_regular(n, k) for n in counts),
         }
         return TaskResult(
-            metrics=metrics,
+            metrics=recalls_from_ranks(ranks),
+            intervals=ctx.intervals(ranks.units, recall_statistic(ranks)),
             n_samples=details["n_videos"],
             data_files={str(annotation_path): ctx.file_sha256(annotation_path)},
             details=details,
@@ -256,19 +263,17 @@ def dual_softmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scores * scores.softmax(dim=0), scores * scores.softmax(dim=1)
 
 
-def video_text_recalls(
+def video_text_ranks(
     text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video: torch.Tensor, use_dual_softmax: bool
-) -> dict[str, float]:
-    """R@1/5/10 both ways (``i2t`` = video->text) from normalised embeddings [n_text, D], [n_video, D]."""
+) -> QueryRanks:
+    """Each query's best-positive rank (``i2t`` = video queries) from normalised embeddings [n_text, D],
+    [n_video, D], on the re-ranked scores when asked; ``recalls_from_ranks`` gives R@1/5/10 both ways."""
     scores = text_emb.float() @ video_emb.float().T
     if not use_dual_softmax:
-        return recalls_from_scores(scores, text_to_video)
+        return ranks_from_scores(scores, text_to_video)
     t2v_scores, v2t_scores = dual_softmax(scores)
-    v2t = recalls_from_scores(v2t_scores, text_to_video)
-    t2v = recalls_from_scores(t2v_scores, text_to_video)
-    metrics = {k: v for k, v in v2t.items() if k.startswith("i2t_")} | {k: v for k, v in t2v.items() if k.startswith("t2i_")}
-    metrics["mean_R"] = sum(metrics.values()) / len(metrics)
-    return metrics
+    return QueryRanks(i2t=ranks_from_scores(v2t_scores, text_to_video).i2t,
+                      t2i=ranks_from_scores(t2v_scores, text_to_video).t2i)
 
 
 def _frame_counts(value: str) -> list[int]:

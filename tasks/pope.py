@@ -12,9 +12,10 @@ Protocol (LLaVA-1.5 / InternVL-Chat 1.0: ``llava_pope_test.jsonl`` + ``llava/eva
 prompt is the question text + "\\nAnswer the question using a single word or phrase." (LLaVA's question
 file puts the instruction on a new line; ``--prompt-suffix`` changes it), greedy, 128 new tokens; answers
 are read with ``internvl_bench.metrics.pope.parse_pope``. One record per split with ``accuracy``,
-``precision``, ``recall``, ``f1``, ``yes_ratio`` (percent). The POPE version is detected from the files
-and recorded: the one LLaVA-1.5 and InternVL pinned (POPE commit e3e3926) has 8,910 questions (random:
-2,910); later versions have 9,000.
+``precision``, ``recall``, ``f1``, ``yes_ratio`` (percent), each with a bootstrap interval over the
+split's questions (Table F's mean F1 over the three split records gets none). The POPE version is
+detected from the files and recorded: the one LLaVA-1.5 and InternVL pinned (POPE commit e3e3926) has
+8,910 questions (random: 2,910); later versions have 9,000.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from internvl_bench.chat_task import SHORT_ANSWER, ChatTask, ScoreInputs, data_r
 from internvl_bench.data import ImageFileSource, file_sha256, read_jsonl
 from internvl_bench.errors import BenchError, unknown_name_error
 from internvl_bench.generation import GenerationOptions, GenerationRequest
-from internvl_bench.metrics.pope import parse_pope, pope_metrics
+from internvl_bench.metrics.pope import parse_pope, pope_marks, pope_metrics, pope_statistic
 from internvl_bench.runner import RunContext
 from internvl_bench.task import TaskResult, register_task, split_list
 
@@ -74,12 +75,14 @@ class POPE(ChatTask):
                     for i, row in enumerate(rows)]
         answers = ctx.generate(requests, skip_errors=self.options.skip_bad_items, desc=f"POPE {variant}")
         kept = [(row, a) for row, a in zip(rows, answers) if a.error is None]
-        metrics = pope_metrics([a.raw_output for _, a in kept], [row["label"] for row, _ in kept])
+        responses, labels = [a.raw_output for _, a in kept], [row["label"] for row, _ in kept]
         predictions = [a.prediction(parsed=parse_pope(a.raw_output) if a.error is None else None, target=row["label"],
                                     score=int(a.error is None and parse_pope(a.raw_output) == row["label"]),
                                     split=variant, question_id=row["question_id"], image=row["image"])
                        for row, a in zip(rows, answers)]
-        return TaskResult(metrics=metrics, n_samples=len(kept), data_files={str(path): file_sha256(path)},
+        return TaskResult(metrics=pope_metrics(responses, labels), n_samples=len(kept),
+                          intervals=ctx.intervals(len(kept), pope_statistic(*pope_marks(responses, labels))),
+                          data_files={str(path): file_sha256(path)},
                           predictions=predictions,
                           details={"pope_version": detect_version(root), "questions": len(rows),
                                    "skipped_items": len(rows) - len(kept)})

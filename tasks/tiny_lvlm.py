@@ -15,12 +15,18 @@ single word or phrase." (a space, as its ``evaluate_lvlm.py`` joins them), greed
 least 1 new tokens; an answer is right when a normalised ground truth occurs in it as a whole word
 (``internvl_bench.metrics.tiny_lvlm``). Metrics ``VR``, ``VP``, ``VKA``, ``VC``, ``OH`` and ``overall``
 (their sum, as ``calculate_score.py`` adds the category accuracies). One variant: ``updated``.
+
+Intervals (every metric): the bootstrap resamples samples within each category (its size fixed, as in
+the benchmark) and ``overall`` is the sum of the resampled category scores of the same resample.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from internvl_bench.bootstrap import Statistic, mean_percent
 from internvl_bench.chat_task import SHORT_ANSWER, ChatTask, ScoreInputs, data_root, own_predictions
 from internvl_bench.data import ImageFileSource, file_sha256, read_json
 from internvl_bench.errors import BenchError
@@ -72,7 +78,8 @@ class TinyLVLM(ChatTask):
                                     category=s.category, image_path=str(s.image.relative_to(root)))
                        for s, a in zip(samples, answers)]
         counts = {category: sum(1 for s in samples if s.category == category) for category in CATEGORIES}
-        return TaskResult(metrics=category_scores(scored), n_samples=len(scored), data_files=files,
+        return TaskResult(metrics=category_scores(scored), intervals=ctx.intervals(*category_statistic(scored)),
+                          n_samples=len(scored), data_files=files,
                           predictions=predictions,
                           details={"samples_per_category": counts, "updated_set_sizes": counts == UPDATED_SIZES,
                                    "skipped_items": len(samples) - len(scored)})
@@ -137,3 +144,18 @@ def category_scores(scored: list[tuple[str, bool]]) -> dict[str, float]:
     if len(metrics) == len(CATEGORIES):
         metrics["overall"] = sum(metrics[m] for m in CATEGORIES.values())
     return metrics
+
+
+def category_statistic(scored: list[tuple[str, bool]]) -> tuple[list[int], Statistic]:
+    """The bootstrap of ``category_scores``: strata (samples per category present, in Table E's order)
+    and the statistic (each category's accuracy on its resample; ``overall`` their sum)."""
+    marks = {category: np.array([ok for c, ok in scored if c == category], dtype=bool) for category in CATEGORIES}
+    present = [category for category in CATEGORIES if len(marks[category])]
+
+    def statistic(*draws: np.ndarray) -> dict[str, np.ndarray]:
+        metrics = {CATEGORIES[c]: mean_percent(marks[c], indices) for c, indices in zip(present, draws)}
+        if len(metrics) == len(CATEGORIES):
+            metrics["overall"] = sum(metrics[m] for m in CATEGORIES.values())
+        return metrics
+
+    return [len(marks[category]) for category in present], statistic

@@ -23,7 +23,8 @@ single word or phrase."; VizWiz adds "\\nWhen the provided information is insuff
 Greedy, 128 new tokens. Local scores: VQA accuracy with ``--evaluator`` ``m4c`` (LLaVA's m4c evaluator,
 the EvalAI answer processor on both sides; default), ``official`` (GT-Vision-Lab master) or
 ``official-py3`` (its Python-3 port) -- see ``internvl_bench/metrics/vqa.py``; metrics ``accuracy`` and
-``accuracy_<answer type>`` (percent). Submissions: answers through the EvalAI answer processor, as
+``accuracy_<answer type>`` (percent), each with a bootstrap interval over the scored questions (the
+server-scored splits have neither). Submissions: answers through the EvalAI answer processor, as
 LLaVA's ``convert_vqav2_for_submission.py`` / ``convert_vizwiz_for_submission.py`` do.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from internvl_bench.chat_task import SHORT_ANSWER, ChatTask, ScoreInputs, data_r
 from internvl_bench.data import ImageFileSource, file_sha256, read_json, read_jsonl
 from internvl_bench.errors import BenchError, unknown_name_error
 from internvl_bench.generation import GenerationOptions, GenerationRequest
-from internvl_bench.metrics.vqa import EVALUATORS, evalai_answer, vqa_accuracy, vqa_metrics
+from internvl_bench.metrics.vqa import EVALUATORS, evalai_answer, vqa_accuracy, vqa_metrics, vqa_statistic
 from internvl_bench.runner import RunContext
 from internvl_bench.task import TaskResult, register_task, split_list
 
@@ -95,21 +96,24 @@ class VQA(ChatTask):
         kept = [(q, a) for q, a in zip(questions, answers) if a.error is None]
         details: dict[str, Any] = {"skipped_items": len(questions) - len(kept), "questions": len(questions)}
         artifacts = {}
+        intervals: dict[str, tuple[float, float]] = {}
         if questions[0].answers is None:  # a server-scored split: export, no local score
             metrics: dict[str, float] = {}
             artifacts["submission.json"] = submission(variant, kept, padding)
             details["submission"] = "EvalAI submission file beside the record; score it on the EvalAI server"
         else:
-            metrics = vqa_metrics([a.raw_output for _, a in kept], [q.answers for q, _ in kept],
-                                  [q.answer_type for q, _ in kept] if kept[0][0].answer_type else None,
+            types = [q.answer_type for q, _ in kept] if kept[0][0].answer_type else None
+            metrics = vqa_metrics([a.raw_output for _, a in kept], [q.answers for q, _ in kept], types,
                                   self.options.evaluator)
+            scores = [vqa_accuracy(a.raw_output, q.answers, self.options.evaluator) for q, a in kept]
+            intervals = ctx.intervals(len(kept), vqa_statistic(scores, types))
         predictions = [a.prediction(parsed=evalai_answer(a.raw_output) if a.error is None else None, target=q.answers,
                                     score=(vqa_accuracy(a.raw_output, q.answers, self.options.evaluator)
                                            if q.answers is not None and a.error is None else None),
                                     variant=variant, answer_type=q.answer_type, **q.submission_key)
                        for q, a in zip(questions, answers)]
-        return TaskResult(metrics=metrics, n_samples=len(kept), data_files=files, predictions=predictions,
-                          details=details, artifacts=artifacts)
+        return TaskResult(metrics=metrics, intervals=intervals, n_samples=len(kept), data_files=files,
+                          predictions=predictions, details=details, artifacts=artifacts)
 
     @classmethod
     def score_files(cls, inputs: ScoreInputs) -> dict[str, dict[str, float]]:

@@ -12,7 +12,10 @@ Layout under ``--data-root DIR``::
 
 Protocol (official InternVL clip_benchmark fork): captions are used as written (no preprocessing;
 the model's own text convention applies), images are squash-resized (the fork's retrieval
-transform), scores are float32 cosine similarities.
+transform), scores are float32 cosine similarities on the run's device.
+
+Intervals (every metric): the bootstrap resamples queries -- i2t recalls over the image queries, t2i
+over the caption queries, ``mean_R`` over both drawn in the same resample.
 """
 from __future__ import annotations
 
@@ -24,7 +27,11 @@ import torch
 from internvl_bench.data import ImageFileSource, file_sha256, read_lines
 from internvl_bench.download import download_and_unzip, download_file
 from internvl_bench.errors import BenchError, unknown_name_error
-from internvl_bench.metrics.retrieval import retrieval_recalls
+from internvl_bench.metrics.retrieval import (
+    recall_statistic,
+    recalls_from_ranks,
+    retrieval_ranks,
+)
 from internvl_bench.runner import RunContext
 from internvl_bench.task import Task, TaskResult, register_task, split_list
 
@@ -93,9 +100,10 @@ class XTD(Task):
             )
         images = ctx.encode_images(ImageFileSource([image_path(root, n) for n in names]), self.options.preprocess)
         texts = ctx.encode_texts(captions, desc=f"captions[{variant}]")
-        metrics = retrieval_recalls(images, texts, torch.arange(len(captions)))
+        ranks = retrieval_ranks(images, texts, torch.arange(len(captions)), device=ctx.config.device)
         return TaskResult(
-            metrics=metrics,
+            metrics=recalls_from_ranks(ranks),
+            intervals=ctx.intervals(ranks.units, recall_statistic(ranks)),
             n_samples=len(names),
             data_files={str(image_list): file_sha256(image_list), str(caption_file): file_sha256(caption_file)},
         )

@@ -20,7 +20,8 @@ Protocol:
   changed class list or template file never reuses a stale classifier.
 - Images: resize the short side and centre-crop (``crop``, CLIP_benchmark's classification
   transform); logits = 100 * image @ classifier.T; metrics ``acc1``, ``acc5``, ``mean_per_class_recall``
-  (Table B reports ``acc1``).
+  (Table B reports ``acc1``), each with a bootstrap interval over resampled images (mean per-class
+  recall recomputed on each resample; ``acc5``'s is null below five classes, like its value).
 - Birdsnap: only 1,845 of the 2,443 test images could be downloaded; the fork reads them from the
   folder layout ``test_images_valid.txt`` (header ``path``, then ``Species_Dir/NNNN.jpg``) plus
   ``species.txt`` (tab-separated, header; class name = column 2, folder = last column), which this
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 
 from internvl_bench.data import ImageFileSource, ImageSource, read_lines
 from internvl_bench.errors import BenchError
-from internvl_bench.metrics.classification import classification_metrics
+from internvl_bench.metrics.classification import classification_metrics, classification_statistic, target_ranks
 from internvl_bench.runner import RunContext
 from internvl_bench.task import Task, TaskResult, register_task, split_list
 from internvl_bench.webdataset import WebDatasetFolder, download_from_hub
@@ -126,9 +127,11 @@ class ZeroShotClassification(Task):
             data.source, self.options.preprocess, max_workers=data.details.get("n_shards"), desc=f"images[{variant}]"
         )
         logits = LOGIT_SCALE * images @ classifier.T
-        metrics = classification_metrics(logits, torch.tensor(data.labels))
+        labels = torch.tensor(data.labels)
+        statistic = classification_statistic(target_ranks(logits, labels), labels, len(data.classnames))
         return TaskResult(
-            metrics=metrics,
+            metrics=classification_metrics(logits, labels),
+            intervals=ctx.intervals(len(data.labels), statistic),
             n_samples=len(data.labels),
             data_files={str(path): ctx.file_sha256(path) for path in data.files},
             details={"n_classes": len(data.classnames), "n_templates": len(data.templates), "data_dir": str(folder), **data.details},

@@ -10,12 +10,17 @@ Conventions (CLIP_benchmark's ``metrics/zeroshot_classification.py``, so numbers
   its samples whose arg-max prediction is that class; then the mean over those classes. Classes
   without samples are left out, not counted as zero (sklearn's ``balanced_accuracy_score``). The CLIP
   paper reports this for FGVC-Aircraft, Pets, Caltech-101 and Flowers-102.
+- ``classification_statistic``: the three metrics on bootstrap resamples of the samples, from each
+  sample's target rank; mean per-class recall is recomputed per resample over the classes it drew.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+
+from internvl_bench.bootstrap import Statistic, mean_percent
 
 
 def target_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -61,3 +66,34 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[
         # argmax returns the first maximal index: the same tie-break as the ranks above
         "mean_per_class_recall": mean_per_class_recall(logits.float().argmax(1), targets, n_classes),
     }
+
+
+def classification_statistic(ranks: torch.Tensor, targets: torch.Tensor, n_classes: int) -> Statistic:
+    """The bootstrap statistic of ``classification_metrics`` from ``target_ranks`` [N] and targets [N].
+
+    A sample's arg-max prediction is its target exactly when the target's rank is 0 (the same index
+    tie-break), so the ranks give all three metrics.
+    """
+    ranks_np = ranks.numpy()
+    targets_np = torch.as_tensor(targets, dtype=torch.long).numpy()
+    correct = ranks_np == 0
+
+    def statistic(draws: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "acc1": mean_percent(ranks_np < 1, draws),
+            "acc5": mean_percent(ranks_np < 5, draws) if n_classes >= 5 else np.full(len(draws), math.nan),
+            "mean_per_class_recall": _resampled_class_recall(correct, targets_np, n_classes, draws),
+        }
+
+    return statistic
+
+
+def _resampled_class_recall(correct: np.ndarray, targets: np.ndarray, n_classes: int, draws: np.ndarray) -> np.ndarray:
+    """Mean per-class recall of each resample [B, n], over the classes that resample holds."""
+    rows = len(draws)
+    cells = (np.arange(rows)[:, None] * n_classes + targets[draws]).ravel()
+    support = np.bincount(cells, minlength=rows * n_classes).reshape(rows, n_classes)
+    hits = np.bincount(cells, weights=correct[draws].ravel(), minlength=rows * n_classes).reshape(rows, n_classes)
+    present = support > 0
+    recall = np.where(present, hits / np.maximum(support, 1), 0.0)
+    return 100.0 * recall.sum(axis=1) / present.sum(axis=1)

@@ -10,15 +10,21 @@ Protocol:
   ``isBalanced`` is true, in percent. Unbalanced questions are ignored, with or without a prediction.
 - Missing predictions: the script refuses to score ("no prediction for question ... Please add
   prediction for all questions") when a balanced question has none; one without a prediction for an
-  unbalanced question is fine (without ``--consistency``, as LLaVA runs it). Mirrored here as a
+  unbalanced question is fine (without ``--consistency``, as LLaVA runs it) in the copy vendored by
+  SHI-Labs/VCoder, while xyang583/ARDS's copy raises KeyError there (LLaVA's balanced question file holds
+  no unbalanced questions, so published numbers are unaffected). Mirrored here as a
   ``BenchError``. A prediction for an id that is not among the questions, which the script ignores, is
   refused too: it means the predictions and question file do not belong together.
 - The float is the script's ``sum / n * 100``, so it matches exactly.
+- Intervals: ``gqa_statistic`` recomputes the accuracy on bootstrap resamples of the balanced questions.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from internvl_bench.bootstrap import Statistic, mean_percent
 from internvl_bench.errors import BenchError
 
 
@@ -29,6 +35,18 @@ def gqa_prediction(text: str) -> str:
 
 def gqa_accuracy(predictions: Mapping[str, str], questions: Mapping[str, Mapping]) -> dict[str, float]:
     """``{"accuracy": percent}`` over the balanced questions; ``predictions`` are raw answers by question id."""
+    scores = gqa_marks(predictions, questions)
+    return {"accuracy": sum(scores) / len(scores) * 100}
+
+
+def gqa_statistic(scores: Sequence[float]) -> Statistic:
+    """The bootstrap statistic of ``gqa_accuracy`` from ``gqa_marks``: accuracy over resampled questions."""
+    values = np.asarray(scores, dtype=np.float64)
+    return lambda draws: {"accuracy": mean_percent(values, draws)}
+
+
+def gqa_marks(predictions: Mapping[str, str], questions: Mapping[str, Mapping]) -> list[float]:
+    """1.0 / 0.0 per balanced question (in question-file order): exact match of the converted prediction."""
     unknown = [qid for qid in predictions if qid not in questions]
     if unknown:
         raise BenchError(
@@ -46,8 +64,7 @@ def gqa_accuracy(predictions: Mapping[str, str], questions: Mapping[str, Mapping
             f"no GQA prediction for balanced question {missing[0]!r} ({len(missing)} missing); the official "
             "eval.py refuses to score without one for every balanced question -- answer them all"
         )
-    scores = [float(gqa_prediction(predictions[qid]) == _field(qid, questions[qid], "answer")) for qid in balanced]
-    return {"accuracy": sum(scores) / len(scores) * 100}
+    return [float(gqa_prediction(predictions[qid]) == _field(qid, questions[qid], "answer")) for qid in balanced]
 
 
 def _field(qid: str, question: Mapping, name: str) -> object:

@@ -15,6 +15,10 @@ Protocol (the copy in InternVL's ``internvl_chat/eval/mme/calculation.py``, whic
   a group sums the subtasks present, and is left out when none is.
 - Floats are formed with the tool's operations in its order, so the numbers match it exactly.
 
+Intervals: ``mme_statistic`` resamples images within each subtask (an image's two questions stay
+together, as acc+ needs) and recomputes every subtask's score, acc and acc+ and the group totals on the
+same resample (a total is the sum of its resampled subtask scores).
+
 Beyond the tool, which asserts or silently skips, bad input is refused: an unknown subtask, a label other
 than "Yes"/"No", an odd number of items in a subtask, and two consecutive items of different images
 (the items lost the MME file order, so the acc+ pairs would be wrong).
@@ -24,9 +28,13 @@ maps Chinese yes/no and true/false) before writing the result files; that belong
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+
+from internvl_bench.bootstrap import Statistic
 from internvl_bench.errors import BenchError, unknown_name_error
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
@@ -65,6 +73,14 @@ def mme_scores(items: Sequence[MMEItem]) -> dict[str, float]:
     ``items`` keep the order of the MME result files: within a subtask an image is two consecutive
     items; items of different subtasks may be interleaved.
     """
+    return scores_from_marks(mme_marks(items))
+
+
+def mme_marks(items: Sequence[MMEItem]) -> dict[str, np.ndarray]:
+    """Per subtask, bool [n_images, 2]: whether each image's two questions were answered right.
+
+    The unit of acc+ (and of the bootstrap) is the image, so the two answers stay together.
+    """
     if not items:
         raise BenchError("no MME items to score: pass the answered questions of at least one subtask")
     by_subtask: dict[str, list[MMEItem]] = {}
@@ -77,18 +93,49 @@ def mme_scores(items: Sequence[MMEItem]) -> dict[str, float]:
                 "as in the MME txt files"
             )
         by_subtask.setdefault(item.subtask, []).append(item)
-    scores: dict[str, float] = {}
+    return {subtask: _image_marks(subtask, subtask_items) for subtask, subtask_items in by_subtask.items()}
+
+
+def scores_from_marks(marks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """``mme_scores`` from ``mme_marks``: subtask scores in the tool's order, then the group sums."""
+    counts = {subtask: (int(m.sum()), int(m.all(axis=1).sum()), len(m)) for subtask, m in marks.items()}
+    return {metric: float(value) for metric, value in _grouped_scores(counts).items()}
+
+
+def mme_statistic(marks: Mapping[str, np.ndarray]) -> tuple[list[int], Statistic]:
+    """The bootstrap of ``scores_from_marks``: strata (images per subtask, in the tool's order) and the
+    statistic, which resamples each subtask's images -- both questions of a drawn image together -- and
+    sums the resampled subtask scores of a group into its total."""
+    order = [subtask for subtasks in GROUPS.values() for subtask in subtasks if subtask in marks]
+
+    def statistic(*draws: np.ndarray) -> dict[str, np.ndarray]:
+        counts = {}
+        for subtask, indices in zip(order, draws):
+            drawn = marks[subtask][indices]  # [B, n_images, 2]
+            counts[subtask] = (drawn.sum(axis=(1, 2)), drawn.all(axis=2).sum(axis=1), indices.shape[1])
+        return _grouped_scores(counts)
+
+    return [len(marks[subtask]) for subtask in order], statistic
+
+
+def _grouped_scores(counts: Mapping[str, tuple[Any, Any, int]]) -> dict[str, Any]:
+    """Subtask scores from (right answers, images with both right, images), then each group's sum.
+
+    Counts may be ints (the point estimate) or arrays over resamples (the bootstrap): the same
+    operations in the tool's order either way.
+    """
+    scores: dict[str, Any] = {}
     for group, subtasks in GROUPS.items():
-        present = [subtask for subtask in subtasks if subtask in by_subtask]
+        present = [subtask for subtask in subtasks if subtask in counts]
         for subtask in present:
-            scores |= _subtask_scores(subtask, by_subtask[subtask])
+            scores |= _subtask_scores(subtask, *counts[subtask])
         if present:
             scores[group] = sum(scores[subtask] for subtask in present)
     return scores
 
 
-def _subtask_scores(subtask: str, items: list[MMEItem]) -> dict[str, float]:
-    """Score, acc and acc+ of one subtask whose items come in image pairs."""
+def _image_marks(subtask: str, items: list[MMEItem]) -> np.ndarray:
+    """[n_images, 2] right/wrong of a subtask's items, which come in image pairs."""
     if len(items) % 2:
         raise BenchError(
             f"MME subtask '{subtask}' has {len(items)} items, an odd number: every image has two questions; "
@@ -102,8 +149,13 @@ def _subtask_scores(subtask: str, items: list[MMEItem]) -> dict[str, float]:
                 f"'{second.image}'; an image's two questions must be consecutive, as in the MME files"
             )
     correct = [parse_mme(item.response) == item.label.lower() for item in items]
-    acc = sum(correct) / len(correct)
-    acc_plus = sum(a and b for a, b in zip(correct[0::2], correct[1::2])) / (len(correct) // 2)
+    return np.array(correct, dtype=bool).reshape(-1, 2)
+
+
+def _subtask_scores(subtask: str, n_correct: Any, n_both: Any, n_images: int) -> dict[str, Any]:
+    """Score, acc and acc+ of one subtask: the tool's ``acc * 100 + acc_plus * 100``."""
+    acc = n_correct / (2 * n_images)
+    acc_plus = n_both / n_images
     return {
         subtask: acc * 100 + acc_plus * 100,
         f"{subtask}_acc": acc * 100,

@@ -12,7 +12,8 @@ The scorers share the matching rule and the normalisers (``processPunctuation`` 
   spaces and both sides are stripped; both sides are normalised only when the humans disagree. With
   unanimous answers the comparison is raw and case-sensitive ("Yes" scores 0 against ten "yes").
   Python 2 regexes match only ASCII digits in ``\\d``; that is reproduced here (its simpler
-  lower-casing of a few letters such as "İ" (U+0130) is not).
+  lower-casing of a few letters such as "İ" (U+0130) and its older Unicode tables (Georgian capitals
+  U+1C90-U+1CBF not lower-cased, U+180E whitespace) are not; none occurs in English answers).
 - ``official-py3``: that tool's unmerged Python 3 port (PR #5). The prediction is always fully
   normalised; the human answers are left raw (not even stripped) when unanimous and otherwise get the
   punctuation step only, so they keep case, number words and articles: a human "two" or "the dog" is
@@ -30,12 +31,17 @@ Quirks of the normalisers that all scorers share, kept on purpose:
   ``re.UNICODE`` (== 32) as ``re.sub``'s positional ``count``.
 - Words are lower-cased, number words zero..ten (and "none") become digits, a/an/the are dropped and
   missing apostrophes are restored ("dont" -> "don't"), word by word.
+
+``vqa_statistic`` recomputes the accuracies on bootstrap resamples of the questions.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
+from internvl_bench.bootstrap import Statistic, mean_percent
 from internvl_bench.errors import unknown_name_error
 
 EVALUATORS = ("official", "official-py3", "m4c")
@@ -115,6 +121,24 @@ def vqa_metrics(
             by_type.setdefault(answer_type, []).append(score)
         metrics |= {f"accuracy_{t}": 100 * sum(s) / len(s) for t, s in by_type.items()}
     return metrics
+
+
+def vqa_statistic(scores: Sequence[float], answer_types: Sequence[str] | None = None) -> Statistic:
+    """The bootstrap statistic of ``vqa_metrics`` from each question's ``vqa_accuracy``: ``accuracy`` and
+    each ``accuracy_<type>`` (the mean over the resampled questions of that type; NaN if none) over
+    resampled questions."""
+    values = np.asarray(scores, dtype=np.float64)
+    types = {} if answer_types is None else {t: np.asarray(answer_types) == t for t in dict.fromkeys(answer_types)}
+
+    def statistic(draws: np.ndarray) -> dict[str, np.ndarray]:
+        metrics = {"accuracy": mean_percent(values, draws)}
+        for answer_type, of_type in types.items():
+            drawn = of_type[draws]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                metrics[f"accuracy_{answer_type}"] = 100 * (values[draws] * drawn).sum(axis=1) / drawn.sum(axis=1)
+        return metrics
+
+    return statistic
 
 
 def evalai_answer(text: str) -> str:

@@ -165,29 +165,40 @@ def write_checkpoint(folder: str | Path, config: InternVLConfig, state: dict[str
                      num_shards: int = 2, dtype: torch.dtype = torch.float32,
                      tokenizer: str | Path | None = None, config_overrides: dict | None = None) -> Path:
     """Write ``config.json``, sharded safetensors + index and (optionally) a copy of ``tokenizer.model``."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = config.to_official_dict()
     data.update(config_overrides or {})
     data = {k: v for k, v in data.items() if v is not _DROP}
     (folder / "config.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    names = list(state)
-    per = math.ceil(len(names) / num_shards)
-    weight_map = {}
-    total = 0
-    for i in range(num_shards):
-        shard = f"model-{i + 1:05d}-of-{num_shards:05d}.safetensors"
-        part = {n: state[n].to(dtype).contiguous() for n in names[i * per:(i + 1) * per]}
-        total += sum(t.numel() * t.element_size() for t in part.values())
-        save_file(part, str(folder / shard), metadata={"format": "pt"})
-        weight_map.update({n: shard for n in part})
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    write_shards(folder, state, num_shards, dtype, "safetensors")
     if tokenizer is not None:
         (folder / "tokenizer.model").write_bytes(Path(tokenizer).read_bytes())
     return folder
+
+
+def write_shards(folder: Path, state: dict[str, torch.Tensor], num_shards: int, dtype: torch.dtype,
+                 weights_format: str) -> None:
+    """Hub-style shards + index: ``model-0000N-of-0000M.safetensors`` + ``model.safetensors.index.json``, or
+    (``weights_format="bin"``) ``pytorch_model-0000N-of-0000M.bin`` pickles of plain tensor dicts +
+    ``pytorch_model.bin.index.json``, as older releases ship them."""
+    from safetensors.torch import save_file
+
+    stem, suffix = ("model", "safetensors") if weights_format == "safetensors" else ("pytorch_model", "bin")
+    names = list(state)
+    per = math.ceil(len(names) / num_shards)
+    weight_map, total = {}, 0
+    for i in range(num_shards):
+        shard = f"{stem}-{i + 1:05d}-of-{num_shards:05d}.{suffix}"
+        part = {n: state[n].to(dtype).contiguous() for n in names[i * per:(i + 1) * per]}
+        total += sum(t.numel() * t.element_size() for t in part.values())
+        if weights_format == "safetensors":
+            save_file(part, str(folder / shard), metadata={"format": "pt"})
+        else:
+            torch.save(part, folder / shard)
+        weight_map.update({n: shard for n in part})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / f"{stem}.{suffix}.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
 
 #: marker for ``config_overrides``: remove the key from config.json

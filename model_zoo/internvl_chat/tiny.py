@@ -17,13 +17,12 @@ with ``mm_vision_select_layer`` -4 mean 3 run. Weights are seeded and rounded to
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 
 from model_zoo.internvl.config import VisionConfig
-from model_zoo.internvl.tiny import random_tensors, train_tokenizer, vision_shapes
+from model_zoo.internvl.tiny import random_tensors, train_tokenizer, vision_shapes, write_shards
 from model_zoo.internvl_chat.config import LanguageConfig
 
 ASSETS = Path(__file__).parent / "assets"
@@ -119,21 +118,6 @@ def _inv_freq(language: LanguageConfig) -> torch.Tensor:
     return 1.0 / (language.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
 
 
-def write_pickle_shards(folder: Path, state: dict[str, torch.Tensor], num_shards: int, dtype: torch.dtype) -> None:
-    """``pytorch_model-0000N-of-0000M.bin`` (``torch.save`` of plain tensor dicts) + ``pytorch_model.bin.index.json``."""
-    names = list(state)
-    per = math.ceil(len(names) / num_shards)
-    weight_map, total = {}, 0
-    for shard_index in range(num_shards):
-        shard = f"pytorch_model-{shard_index + 1:05d}-of-{num_shards:05d}.bin"
-        part = {n: state[n].to(dtype).contiguous() for n in names[shard_index * per:(shard_index + 1) * per]}
-        total += sum(t.numel() * t.element_size() for t in part.values())
-        torch.save(part, folder / shard)
-        weight_map.update({n: shard for n in part})
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-
-
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -146,34 +130,55 @@ def tiny_language() -> LanguageConfig:
     return TINY_LANGUAGE
 
 
-def write_tower(folder: Path, vision: VisionConfig = TINY_VISION, seed: int = 0) -> Path:
+def write_tower(folder: Path, vision: VisionConfig = TINY_VISION, seed: int = 0,
+                state: dict[str, torch.Tensor] | None = None, weights_format: str = "bin",
+                dtype: torch.dtype = torch.bfloat16) -> Path:
+    """An InternViT tower folder; ``state`` (names as in the hub's ``vision_model``-less tower files) or
+    seeded random weights."""
     folder.mkdir(parents=True, exist_ok=True)
     positions = (vision.image_size // vision.patch_size) ** 2 + 1
     _write_json(folder / "config.json", tower_config_dict(vision))
-    _write_json(folder / "preprocessor_config.json", {
-        "crop_size": vision.image_size, "do_center_crop": True, "do_normalize": True, "do_resize": True,
-        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
-        "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": vision.image_size})
-    write_pickle_shards(folder, random_tensors(vision_shapes(vision, positions), seed), 2, torch.bfloat16)
+    _write_json(folder / "preprocessor_config.json", preprocessor_config_dict(vision.image_size))
+    state = state if state is not None else random_tensors(vision_shapes(vision, positions), seed)
+    write_shards(folder, state, 2, dtype, weights_format)
     return folder
 
 
+def preprocessor_config_dict(side: int) -> dict:
+    """``preprocessor_config.json`` of a CLIP-style image processor at ``side`` px (InternViT's mean/std)."""
+    return {"crop_size": side, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+            "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": side}
+
+
 def write_chat(folder: Path, tower_name: str, language: LanguageConfig | None = None,
-               vision: VisionConfig = TINY_VISION, seed: int = 1, num_shards: int = 2) -> Path:
+               vision: VisionConfig = TINY_VISION, seed: int = 1, num_shards: int = 2,
+               state: dict[str, torch.Tensor] | None = None, tokenizer: Path = TINY_TOKENIZER,
+               weights_format: str = "bin", dtype: torch.dtype = torch.bfloat16) -> Path:
+    """A LLaVA-layout chat folder; ``state`` (checkpoint names, ``language_shapes``) or seeded random weights.
+    The rotary ``inv_freq`` buffers and a tower copy with other values are added as the releases hold them."""
     language = language or tiny_language()
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", chat_config_dict(language, vision.hidden_size, tower_name))
     _write_json(folder / "generation_config.json", {
         "bos_token_id": 1, "eos_token_id": 2, "max_length": 4096, "pad_token_id": 0, "temperature": 0.9,
         "top_p": 0.6, "transformers_version": "4.31.0"})
-    state = random_tensors(language_shapes(language, vision.hidden_size), seed)
+    state = dict(state) if state is not None else random_tensors(language_shapes(language, vision.hidden_size), seed)
     for n in range(language.num_hidden_layers):
         state[f"model.layers.{n}.self_attn.rotary_emb.inv_freq"] = _inv_freq(language)
     positions = (vision.image_size // vision.patch_size) ** 2 + 1
     # the tower copy the official loader ignores: other values than the tower folder's, on purpose
     state.update(random_tensors(vision_shapes(vision, positions, prefix="model.vision_tower.vision_tower."), seed + 100))
-    write_pickle_shards(folder, state, num_shards, torch.bfloat16)
-    (folder / "tokenizer.model").write_bytes(TINY_TOKENIZER.read_bytes())
+    write_shards(folder, state, num_shards, dtype, weights_format)
+    write_tokenizer_files(folder, tokenizer)
+    return folder
+
+
+def write_tokenizer_files(folder: Path, tokenizer: Path) -> None:
+    """``tokenizer.model`` + the slow ``LlamaTokenizer``'s ``tokenizer_config.json`` and ``special_tokens_map.json``
+    as the Vicuna-based releases ship them (``legacy`` false, BOS added, no pad token)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.model").write_bytes(Path(tokenizer).read_bytes())
     special = {"__type": "AddedToken", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
     _write_json(folder / "tokenizer_config.json", {
         "add_bos_token": True, "add_eos_token": False, "bos_token": {**special, "content": "<s>"},
@@ -182,7 +187,6 @@ def write_chat(folder: Path, tower_name: str, language: LanguageConfig | None = 
         "tokenizer_class": "LlamaTokenizer", "unk_token": {**special, "content": "<unk>"}})
     _write_json(folder / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>",
                                                     "unk_token": "<unk>"})
-    return folder
 
 
 def write_tiny_chat(root: str | Path, seed: int = 0) -> tuple[Path, Path]:

@@ -20,13 +20,19 @@ def record(model: str, variant: str, value: float, task: str = "xtd", metric: st
 
 def test_record_round_trip_keeps_nan_and_writes_atomically(tmp_path: Path) -> None:
     rec = ResultRecord(task="zeroshot_classification", variant="voc2007", model="m", metrics={"acc1": 50.0, "acc5": math.nan},
-                       n_samples=3, options={"a": 1}, provenance={}, checkpoint="/w/ckpt.pt")
+                       n_samples=3, options={"a": 1}, provenance={}, checkpoint="/w/ckpt.pt",
+                       intervals={"acc1": [40.0, 60.0], "acc5": [math.nan, math.nan]})
     path = write_record(rec, tmp_path)
     assert path.name == "m-ckpt.pt__zeroshot_classification__voc2007.json"
-    assert json.loads(path.read_text())["metrics"]["acc5"] is None
+    stored = json.loads(path.read_text())
+    assert stored["metrics"]["acc5"] is None and stored["intervals"] == {"acc1": [40.0, 60.0], "acc5": [None, None]}
     loaded = load_records(tmp_path)[0]
     assert loaded.metrics["acc1"] == 50.0 and math.isnan(loaded.metrics["acc5"])
+    assert loaded.intervals["acc1"] == [40.0, 60.0] and all(math.isnan(b) for b in loaded.intervals["acc5"])
     assert not list(tmp_path.glob(".*tmp"))
+    del stored["intervals"]  # a record written before intervals existed
+    path.write_text(json.dumps(stored))
+    assert load_records(tmp_path)[0].intervals == {}
 
 
 def test_table_a_shows_paper_ours_and_difference(tmp_path: Path) -> None:

@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from internvl_bench.metrics.retrieval import captions_per_image, recalls_from_scores, retrieval_recalls
+from internvl_bench.metrics.retrieval import (
+    captions_per_image,
+    ranks_from_scores,
+    recalls_from_ranks,
+    recalls_from_scores,
+    retrieval_ranks,
+    retrieval_recalls,
+)
 
 CASES = json.loads((Path(__file__).parent / "data" / "retrieval_cases.json").read_text())["cases"]
 
@@ -97,3 +104,39 @@ def test_single_pass_from_embeddings_matches_brute_force_with_ties(seed: int, ch
     ours = retrieval_recalls(images, texts, text_to_image, ks=ks, max_chunk_bytes=chunk_bytes)
     expected = brute_force(texts @ images.T, text_to_image, ks)
     assert {k: ours[k] for k in expected} == pytest.approx(expected)
+
+
+def brute_force_ranks(scores: torch.Tensor, text_to_image: torch.Tensor, top: int) -> tuple[list[int], list[int]]:
+    """Per query, the position of its best positive in a stable sort (lower index first on ties), capped at
+    top or the number of candidates; a query without positives gets the cap."""
+    n_text, n_image = scores.shape
+    i2t = []
+    for image in range(n_image):
+        order = sorted(range(n_text), key=lambda t: (-scores[t, image].item(), t))
+        i2t.append(min([order.index(t) for t in range(n_text) if int(text_to_image[t]) == image] + [min(top, n_text)]))
+    t2i = []
+    for text in range(n_text):
+        order = sorted(range(n_image), key=lambda i: (-scores[text, i].item(), i))
+        t2i.append(min(order.index(int(text_to_image[text])), top, n_image))
+    return i2t, t2i
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
+def test_per_query_ranks_match_brute_force_and_give_the_recalls(seed: int, chunk_bytes: int) -> None:
+    """The ranks behind the recalls (and the bootstrap), on both paths, with real ties and an image
+    without captions (its rank is the cut-off: a miss)."""
+    generator = torch.Generator().manual_seed(seed)
+    n_image = int(torch.randint(3, 9, (), generator=generator))  # at times fewer candidates than top
+    n_text = int(torch.randint(n_image, 3 * n_image, (), generator=generator))
+    images = torch.randint(0, 3, (n_image, 3), generator=generator).float()
+    texts = torch.randint(0, 3, (n_text, 3), generator=generator).float()
+    text_to_image = torch.randint(1, n_image, (n_text,), generator=generator)  # image 0 has no caption
+    top = 5
+    i2t, t2i = brute_force_ranks(texts @ images.T, text_to_image, top)
+    for ranks in (retrieval_ranks(images, texts, text_to_image, top, chunk_bytes),
+                  ranks_from_scores(texts @ images.T, text_to_image, top, chunk_bytes)):
+        assert ranks.i2t.tolist() == i2t and ranks.t2i.tolist() == t2i and ranks.units == (n_image, n_text)
+    ks = (1, 2, 5)
+    assert recalls_from_ranks(retrieval_ranks(images, texts, text_to_image, max(ks)), ks) == retrieval_recalls(
+        images, texts, text_to_image, ks=ks)

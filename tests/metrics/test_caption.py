@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from internvl_bench.errors import BenchError
-from internvl_bench.metrics.caption import METRICS, caption_scores
+import numpy as np
+
+from internvl_bench.metrics.caption import METRICS, caption_scores, caption_statistic, evaluate_captions
 
 CASES = json.loads((Path(__file__).parent / "data" / "caption_cases.json").read_text())
 
@@ -36,11 +38,24 @@ def test_equals_cocoevalcap_on_coco_format_files(tmp_path: Path, monkeypatch) ->
     coco = COCO(str(tmp_path / "gt.json"))
     evaluator = COCOEvalCap(coco, coco.loadRes(str(tmp_path / "res.json")))
     evaluator.evaluate()
-    ours = caption_scores(references, candidates)
+    evaluation = evaluate_captions(references, candidates)
+    ours = evaluation.metrics
     assert set(ours) == set(METRICS)
     for name in METRICS:
         assert ours[name] == pytest.approx(100 * evaluator.eval[name], abs=1e-9), name
     assert ours == pytest.approx(CASES["expected"], abs=1e-6)  # kept values, so a pycocoevalcap change shows
+    assert_statistic_gives_the_corpus_scores(evaluation)
+
+
+def assert_statistic_gives_the_corpus_scores(evaluation) -> None:
+    """The bootstrap statistic on every image once, and on every image twice, is the corpus score:
+    BLEU from summed statistics, CIDEr / ROUGE-L as per-image means (CIDEr's document frequencies fixed)."""
+    statistic = caption_statistic(evaluation)
+    n = len(evaluation.bleu_counts)
+    expected = {k: v for k, v in evaluation.metrics.items() if k != "METEOR"}  # no interval for METEOR
+    for draws, tolerance in ((np.arange(n)[None], 1e-9), (np.tile(np.arange(n), 2)[None], 1e-6)):
+        got = {name: float(values[0]) for name, values in statistic(draws).items()}
+        assert got == pytest.approx(expected, abs=tolerance)  # twice: BLEU's smoothing constants move it ~1e-9
 
 
 def test_one_image_has_cider_zero_and_every_image_needs_a_candidate(monkeypatch) -> None:

@@ -348,6 +348,12 @@ def test_efficiency_command_writes_record(tmp_path):
     assert {"vit_ms", "qllama_ms", "head_ms", "image_ms", "text_ms", "total_ms", "fps", "mfu", "vit_mfu"} <= set(record.metrics)
     # full-size FLOP count: ~3 TFLOPs per 224-px image for InternViT-6B (internvl-model.md)
     assert 2.8e12 < efficiency.vit_flops(ARCHITECTURES["internvl-g"][0], 224) < 3.2e12
+    # a baseline pins the counts, never the timings (they move on every run)
+    from internvl_bench.reporting import baseline_entries
+
+    pinned = {e["metric"] for e in baseline_entries([record])}
+    assert pinned == {"vit_gflops", "image_gflops", "text_gflops", "tokens"}
+    assert set(record.details["timed_metrics"]) == set(record.metrics) - pinned
 
 
 def test_hub_download_uses_pinned_revision(monkeypatch):

@@ -21,6 +21,7 @@ from internvl_bench.records import load_records
 from internvl_bench.reporting import build_rows, load_table
 from tasks.pope import detect_version
 from tests.fixtures import chat_data
+from tests.fixtures.intervals import assert_intervals
 
 MODEL = "internvl-chat-tiny"
 
@@ -62,9 +63,10 @@ def one_error(capsys) -> str:
 # -- MME -------------------------------------------------------------------------------------------
 def test_mme_release_folder_end_to_end_and_rescoring(tmp_path: Path) -> None:
     data = chat_data.write_mme(tmp_path / "MME_Benchmark_release_version")
-    assert run(tmp_path, "mme", data) == 0
+    assert run(tmp_path, "mme", data, "--bootstrap-resamples", "200", "--bootstrap-seed", "5") == 0
     rec = record(tmp_path, "mme", "all")
     assert rec["details"]["source"] == "release" and rec["n_samples"] == 28
+    assert_intervals(rec, resamples=200, seed=5)
     lines = rows(tmp_path, "mme", "all")
     assert len(lines) == 28 and lines[0]["prompt"].endswith("Please answer yes or no. ASSISTANT:")
     assert {"subtask", "image", "target", "parsed", "score"} <= set(lines[0])
@@ -117,6 +119,7 @@ def test_pope_end_to_end_with_llava_answer_files(tmp_path: Path, capsys) -> None
     for split in ("random", "popular", "adversarial"):
         rec, lines = record(tmp_path, "pope", split), rows(tmp_path, "pope", split)
         assert rec["metrics"] == pope_metrics([r["raw_output"] for r in lines], [r["target"] for r in lines])
+        assert_intervals(rec)
         assert rec["details"]["pope_version"] == "unknown (12 questions)"
         assert lines[0]["prompt"].endswith("in the image?\nAnswer the question using a single word or phrase. ASSISTANT:")
         for r in lines:  # LLaVA's files: unique ids across splits, category per question
@@ -167,6 +170,7 @@ def test_tiny_lvlm_end_to_end_and_official_results_file(tmp_path: Path) -> None:
     metrics = rec["metrics"]
     assert set(metrics) == {"VR", "VP", "VKA", "VC", "OH", "overall"}
     assert metrics["overall"] == pytest.approx(sum(metrics[k] for k in ("VR", "VP", "VKA", "VC", "OH")))
+    assert_intervals(rec)
     lines = rows(tmp_path, "tiny_lvlm", "updated")
     assert lines[0]["prompt"].endswith("? Answer the question using a single word or phrase. ASSISTANT:")
     assert rec["details"]["generation"][0]["options"] == [{"max_new_tokens": 30, "min_new_tokens": 1}]
@@ -194,13 +198,14 @@ def test_vqa_variants_submissions_and_evaluators(tmp_path: Path) -> None:
         assert rec["metrics"] == vqa_metrics([r["raw_output"] for r in lines], [r["target"] for r in lines],
                                              types if all(types) else None, "official")
         assert rec["options"]["evaluator"] == "official"
+        assert_intervals(rec)
     assert {"accuracy", "accuracy_other", "accuracy_yes/no"} == set(record(tmp_path, "vqa", "vqav2_val")["metrics"])
     assert "Reference OCR token: STOP, 0\n" in rows(tmp_path, "vqa", "textvqa_val")[0]["prompt"]
     assert "respond with 'Unanswerable'.\nAnswer" in rows(tmp_path, "vqa", "vizwiz_val")[0]["prompt"]
     dev = json.loads((tmp_path / "runs" / f"{MODEL}__vqa__vqav2_testdev.submission.json").read_text())
     answered = {r["question_id"]: evalai_answer(r["raw_output"]) for r in rows(tmp_path, "vqa", "vqav2_testdev")}
     assert dev == [{"question_id": q, "answer": answered.get(q, "")} for q in (1000, 1001, 1002, 1003, 2000)]
-    assert record(tmp_path, "vqa", "vqav2_testdev")["metrics"] == {}
+    assert record(tmp_path, "vqa", "vqav2_testdev")["metrics"] == {} == record(tmp_path, "vqa", "vqav2_testdev")["intervals"]
     vizwiz = json.loads((tmp_path / "runs" / f"{MODEL}__vqa__vizwiz_test.submission.json").read_text())
     assert [v["image"] for v in vizwiz] == [f"VizWiz_test_{k:08d}.jpg" for k in range(3)]
     # rescoring: our predictions with each evaluator, and the VQA tool's results json
@@ -234,6 +239,7 @@ def test_gqa_end_to_end_and_llava_answers(tmp_path: Path, capsys) -> None:
     questions = json.loads((data / "data" / "testdev_balanced_questions.json").read_text())
     expected = gqa_accuracy({r["id"]: r["raw_output"] for r in lines}, {r["id"]: questions[r["id"]] for r in lines})
     assert record(tmp_path, "gqa", "testdev_balanced")["metrics"] == expected
+    assert_intervals(record(tmp_path, "gqa", "testdev_balanced"))
     (tmp_path / "answers.jsonl").write_text("".join(json.dumps({"question_id": r["id"], "text": r["raw_output"]}) + "\n"
                                                     for r in lines))
     assert score(tmp_path, "gqa", "--predictions", str(tmp_path / "answers.jsonl"), "--questions",
@@ -250,6 +256,7 @@ def test_caption_end_to_end_and_coco_results(tmp_path: Path) -> None:
     assert run(tmp_path, "caption", data, "--datasets", "coco_karpathy_test") == 0
     rec, lines = record(tmp_path, "caption", "coco_karpathy_test"), rows(tmp_path, "caption", "coco_karpathy_test")
     assert set(rec["metrics"]) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert_intervals(rec, without={"METEOR"})
     assert rec["details"]["generation"][0]["options"] == [{"max_new_tokens": 30, "min_new_tokens": 8}]
     assert all(len(r["token_ids"]) >= 8 for r in lines)
     results = [{"image_id": r["image_id"], "caption": r["raw_output"]} for r in lines]

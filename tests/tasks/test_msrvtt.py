@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from internvl_bench.errors import BenchError
-from internvl_bench.metrics.retrieval import retrieval_recalls
+from internvl_bench.metrics.retrieval import recalls_from_ranks, retrieval_recalls
 from internvl_bench.video import (
     DecordBackend,
     PyAVBackend,
@@ -24,7 +24,8 @@ from internvl_bench.video import (
     resolve_backend,
     sample_indices,
 )
-from tasks.msrvtt import MSRVTT, dual_softmax, read_annotations, video_text_recalls
+from tasks.msrvtt import MSRVTT, dual_softmax, read_annotations, video_text_ranks
+from tests.fixtures.intervals import assert_intervals
 from tests.fixtures.video import frame_code, write_video
 
 BACKENDS = [DecordBackend(), PyAVBackend()]
@@ -172,11 +173,11 @@ def test_recalls_with_and_without_dual_softmax() -> None:
     diagonal = torch.arange(60)
     scores = texts @ videos.T
 
-    plain = video_text_recalls(texts, videos, diagonal, use_dual_softmax=False)
+    plain = recalls_from_ranks(video_text_ranks(texts, videos, diagonal, use_dual_softmax=False))
     assert plain == retrieval_recalls(videos, texts, diagonal)
     assert plain == pytest.approx(reference_recalls(scores, scores) | {"mean_R": plain["mean_R"]})
 
-    dsl = video_text_recalls(texts, videos, diagonal, use_dual_softmax=True)
+    dsl = recalls_from_ranks(video_text_ranks(texts, videos, diagonal, use_dual_softmax=True))
     expected = reference_recalls(scores * scores.softmax(dim=0), (scores.T * scores.T.softmax(dim=0)).T)
     assert {k: dsl[k] for k in expected} == pytest.approx(expected)
     assert dsl["mean_R"] == pytest.approx(sum(expected.values()) / 6)
@@ -319,15 +320,17 @@ def test_cli_run(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -
 
     base = ["run", "--task", "msrvtt", "--model", "openclip:tiny-clip", "--checkpoint", "random",
             "--data-root", str(dataset), "--no-cache", "--no-progress", "--batch-size", "4", "--workers", "1"]
-    assert main([*base, "--frames", "1,8", "--output-dir", str(tmp_path / "on")]) == 0
+    assert main([*base, "--frames", "1,8", "--output-dir", str(tmp_path / "on"), "--bootstrap-resamples", "200"]) == 0
     records = {r.variant: r for r in load_records(tmp_path / "on")}
     assert set(records) == {"1f", "8f"}
+    assert_intervals(records["8f"], resamples=200)
     assert records["8f"].options["dual_softmax"] is True and records["8f"].details["frames"] == 8
     assert records["1f"].details["video_backend"] == "decord" and records["1f"].n_samples == 6
 
     assert main([*base, "--frames", "8", "--no-dual-softmax", "--output-dir", str(tmp_path / "off")]) == 0
     (off,) = load_records(tmp_path / "off")
     assert off.options["dual_softmax"] is False and off.task == "msrvtt"
+    assert_intervals(off)
 
     capsys.readouterr()
     assert main([*base, "--frames", "8", "--video-dir", "nowhere", "--output-dir", str(tmp_path / "bad")]) == 2

@@ -20,6 +20,7 @@ from internvl_bench.errors import BenchError
 from internvl_bench.metrics.classification import classification_metrics
 from internvl_bench.webdataset import WebDatasetFolder
 from tasks.zeroshot_classification import build_classifier, class_embeddings, load_dataset, prompts
+from tests.fixtures.intervals import assert_intervals
 from tests.fixtures.wds import CLASSNAMES, TEMPLATES, balanced_labels, class_colour, write_webdataset
 
 # -- metrics: hand-computed cases (logits, targets, expected percent values) ------------------------
@@ -153,6 +154,9 @@ def test_cli_run_matches_an_independent_computation(tmp_path: Path, run_args: li
     assert record["provenance"]["data_files"][classnames_file] == file_sha256(classnames_file)
     mnist = json.loads((runs / "openclip-tiny-clip-random-0__zeroshot_classification__mnist.json").read_text())
     assert mnist["metrics"]["acc5"] is None  # NaN below 5 classes, stored as null
+    assert_intervals(record)
+    assert_intervals(mnist)
+    assert mnist["intervals"]["acc5"] == [None, None]
 
     # independent path: the public model API, class-by-class prompts, brute-force accuracy
     model = model_zoo.load_model("openclip:tiny-clip", checkpoint="random:0")

@@ -1,0 +1,133 @@
+"""The counting scorer: identical ranks to the previous top-k scorer on tie-heavy inputs, whatever the
+tiling, thread pool or input path; full float32 products; the run's device."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from internvl_bench.metrics import retrieval
+from internvl_bench.metrics.retrieval import (
+    full_float32_matmul,
+    ranks_from_scores,
+    recalls_from_ranks,
+    retrieval_ranks,
+    retrieval_recalls,
+)
+from tests.fixtures.retrieval_reference import (
+    reference_ranks,
+    reference_ranks_from_scores,
+)
+
+
+def tie_heavy(seed: int, sorted_captions: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Small-integer embeddings: every score is exact, so ties are real and the same on every path.
+    Some images get no caption; captions are grouped by image (as datasets list them) or shuffled."""
+    generator = torch.Generator().manual_seed(seed)
+    n_images = int(torch.randint(2, 30, (), generator=generator))
+    n_texts = int(torch.randint(n_images, 5 * n_images, (), generator=generator))
+    dim = int(torch.randint(1, 5, (), generator=generator))
+    images = torch.randint(-1, 3, (n_images, dim), generator=generator).float()
+    texts = torch.randint(-1, 3, (n_texts, dim), generator=generator).float()
+    text_to_image = torch.randint(0, n_images, (n_texts,), generator=generator)
+    if sorted_captions:
+        text_to_image = text_to_image.sort().values
+    return images, texts, text_to_image
+
+
+def assert_same(ours, theirs) -> None:
+    assert ours.i2t.tolist() == theirs.i2t.tolist() and ours.t2i.tolist() == theirs.t2i.tolist()
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("chunk_bytes", [4, 4 * 7 * 5, 1 << 30])
+def test_embedding_ranks_equal_the_previous_scorer_on_ties(seed: int, chunk_bytes: int) -> None:
+    images, texts, text_to_image = tie_heavy(seed, sorted_captions=seed % 2 == 0)
+    top = [1, 5, 10, 1000][seed % 4]
+    assert_same(retrieval_ranks(images, texts, text_to_image, top, chunk_bytes), reference_ranks(images, texts, text_to_image, top))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_score_matrix_ranks_equal_the_previous_scorer_on_ties(seed: int) -> None:
+    images, texts, text_to_image = tie_heavy(seed, sorted_captions=seed % 2 == 1)
+    scores = texts @ images.T
+    for chunk_bytes in (4, 4 * 3 * 11, 1 << 30):
+        assert_same(ranks_from_scores(scores, text_to_image, 10, chunk_bytes), reference_ranks_from_scores(scores, text_to_image))
+
+
+def test_float_embeddings_give_the_previous_scorers_recalls() -> None:
+    """Continuous scores (no ties): the same recalls at a Flickr-like size, several tilings."""
+    generator = torch.Generator().manual_seed(3)
+    images = F.normalize(torch.randn(300, 32, generator=generator), dim=-1)
+    owners = torch.arange(300).repeat_interleave(5)
+    texts = F.normalize(images[owners] + 0.8 * torch.randn(1500, 32, generator=generator), dim=-1)
+    expected = recalls_from_ranks(reference_ranks(images, texts, owners))
+    for chunk_bytes in (4 * 64 * 100, 1 << 30):
+        assert retrieval_recalls(images, texts, owners, max_chunk_bytes=chunk_bytes) == expected
+
+
+def test_the_thread_pool_changes_nothing_and_restores_the_thread_count() -> None:
+    images, texts, text_to_image = tie_heavy(7, sorted_captions=True)
+    alone = retrieval_ranks(images, texts, text_to_image, 5, 4 * 3 * 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        pooled = retrieval_ranks(images, texts, text_to_image, 5, 4 * 3 * 4)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert_same(pooled, alone)
+
+
+def test_positive_own_entry_never_counts_against_it() -> None:
+    """Identical image and caption embeddings: every caption is its image's exact match, R@1 = 100."""
+    generator = torch.Generator().manual_seed(0)
+    images = F.normalize(torch.randn(40, 16, generator=generator), dim=-1)
+    recalls = retrieval_recalls(images, images.clone(), torch.arange(40), max_chunk_bytes=4 * 8 * 8)
+    assert recalls["i2t_R@1"] == recalls["t2i_R@1"] == 100.0
+
+
+def test_products_are_full_float32_even_when_the_process_allows_less() -> None:
+    seen = []
+    original = torch.mm
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_float32_matmul_precision())
+        return original(*args, **kwargs)
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch, "mm", spy)
+            images, texts, text_to_image = tie_heavy(1, sorted_captions=True)
+            retrieval_ranks(images, texts, text_to_image)
+        assert seen and set(seen) == {"highest"}
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    with full_float32_matmul():
+        assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_scoring_runs_on_the_requested_device_and_returns_cpu_ranks() -> None:
+    """On CPU the device is honoured end to end; the same code runs on CUDA when there is one."""
+    images, texts, text_to_image = tie_heavy(2, sorted_captions=True)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = [retrieval_ranks(images, texts, text_to_image, device=device) for device in devices]
+    for ranks in results:
+        assert ranks.i2t.device.type == ranks.t2i.device.type == "cpu"
+        assert_same(ranks, results[0])
+
+
+def test_cuda_tiles_are_sized_to_free_memory(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 4 * 1000, 10**12))
+    rows, cols = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cuda"))
+    assert rows * cols * 4 <= 4 * 1000 and rows >= 1 and cols >= 1
+    cpu_rows, cpu_cols = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cpu"))
+    assert cpu_rows * cpu_cols * 4 <= retrieval.CPU_TILE_BYTES * torch.get_num_threads()
+
+
+def test_more_candidates_than_exact_float_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        ranks_from_scores(torch.zeros(1, 2**24).expand(1, 2**24), torch.zeros(1, dtype=torch.long))
