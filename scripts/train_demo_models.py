@@ -241,8 +241,8 @@ def _pope_both(rng: random.Random, scene):
     absent = [s for s in SHAPES if not scene.has(s)]
     asked = [rng.choice(scene.things).shape, rng.choice(absent)]
     rng.shuffle(asked)
-    return [(questions.pope_question(scene, shape).question + "\n" + questions.SHORT,
-             questions.pope_question(scene, shape).answer.capitalize()) for shape in asked]
+    return [(qa.question + "\n" + questions.SHORT, qa.answer.capitalize())
+            for qa in (questions.pope_question(scene, shape) for shape in asked)]
 
 
 #: stages 2 and 3: after stage 1 the model names shapes, colours and counts but checks a stated claim

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import comb
 
+from internvl_bench.metrics.vqa import vqa_accuracy
+
 
 def retrieval_chance(images: int, captions_per_image: int) -> dict[str, float]:
     """Expected R@1/5/10 (percent) of a uniformly random ranking, both directions, and their mean."""
@@ -25,17 +27,9 @@ def retrieval_chance(images: int, captions_per_image: int) -> dict[str, float]:
     return out
 
 
-def vqa_accuracy(guess: str, answers: Sequence[str]) -> float:
-    """VQA accuracy of one answer: min(1, matches / 3) averaged over the ten leave-one-out subsets."""
-    scores = []
-    for left_out in range(len(answers)):
-        matches = sum(1 for i, a in enumerate(answers) if i != left_out and a == guess)
-        scores.append(min(1.0, matches / 3))
-    return sum(scores) / len(scores)
-
-
 def uniform_vqa_chance(answer_lists: Sequence[Sequence[str]]) -> float:
-    """Percent VQA accuracy of a guess drawn uniformly from every answer the set holds."""
+    """Percent VQA accuracy (the scorer's, ``metrics.vqa.vqa_accuracy``) of a guess drawn uniformly from
+    every answer the set holds."""
     vocabulary = sorted({a for answers in answer_lists for a in answers})
     per_question = [sum(vqa_accuracy(v, answers) for v in vocabulary) / len(vocabulary) for answers in answer_lists]
     return 100 * sum(per_question) / len(per_question)

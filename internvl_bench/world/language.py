@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from collections import Counter
 
-from internvl_bench.world.scenes import Scene, Thing
+from internvl_bench.world.scenes import (
+    BACKGROUNDS,
+    COLOURS,
+    SHAPES,
+    TEXTURES,
+    Scene,
+    Thing,
+)
 
 LANGUAGES = ("en", "es", "fr", "zh", "it", "ko", "ru", "jp")
 
+#: per language, the words of each attribute in the order of ``scenes`` (COLOURS, BACKGROUNDS, SHAPES)
 _WORDS = {
-    "en": dict(colours=["red", "green", "blue", "yellow", "purple", "orange"], backgrounds=["white", "black", "grey"],
-               shapes=["circle", "square", "triangle", "star", "diamond", "cross", "hexagon", "ring", "heart", "arrow"],
-               textures={"plain": "plain", "striped": "striped", "dotted": "dotted"}, numbers=["a", "two", "three", "four"]),
+    "en": dict(colours=list(COLOURS), backgrounds=list(BACKGROUNDS), shapes=list(SHAPES),
+               textures={texture: texture for texture in TEXTURES}, numbers=["a", "two", "three", "four"]),
     "es": dict(colours=["rojo", "verde", "azul", "amarillo", "morado", "naranja"], backgrounds=["blanco", "negro", "gris"],
                shapes=["círculo", "cuadrado", "triángulo", "estrella", "rombo", "cruz", "hexágono", "anillo", "corazón",
                        "flecha"],
@@ -55,9 +62,9 @@ _PHRASES = {
     "jp": dict(digit="数字の{d}", border="{c}枠", scene="{bg}背景の上の{things}", join="、", last="と"),
     "ko": dict(digit="숫자 {d}", border="{c} 테두리", scene="{bg} 배경 위의 {things}", join=", ", last="와 "),
 }
-_COLOUR_INDEX = {name: i for i, name in enumerate(_WORDS["en"]["colours"])}
-_BACKGROUND_INDEX = {name: i for i, name in enumerate(_WORDS["en"]["backgrounds"])}
-_SHAPE_INDEX = {name: i for i, name in enumerate(_WORDS["en"]["shapes"])}
+_COLOUR_INDEX = {name: i for i, name in enumerate(COLOURS)}
+_BACKGROUND_INDEX = {name: i for i, name in enumerate(BACKGROUNDS)}
+_SHAPE_INDEX = {name: i for i, name in enumerate(SHAPES)}
 
 
 def word(kind: str, name: str, language: str = "en") -> str:
