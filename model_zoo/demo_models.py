@@ -3,7 +3,7 @@
 | name | weights (committed, official layouts) | architecture |
 |---|---|---|
 | ``internvl-c-demo`` / ``internvl-g-demo`` | ``demo_checkpoints/InternVL-demo/`` (InternVLModel config + safetensors shards) | InternViT 4x64, 64 px, patch 8 + attention pooling + QLLaMA 3x64 |
-| ``internvl-chat-demo`` | ``demo_checkpoints/InternVL-Chat-ViT-demo/`` (LLaVA layout) + tower ``InternViT-demo/`` | the InternViT above (+3 unused blocks) + mlp2x_gelu + LLaMA 4x128 |
+| ``internvl-chat-demo`` | ``demo_checkpoints/InternVL-Chat-ViT-demo/`` (LLaVA layout) + tower ``InternViT-demo/`` | the InternViT above, trained on in chat stages 4-5 (+3 unused blocks) + mlp2x_gelu + LLaMA 4x128 |
 
 They are loaded by the same loaders as the released checkpoints (``load_internvl``, ``load_internvl_chat``).
 ``scripts/train_demo_models.py`` trains them (deterministic, CPU); each folder's ``training_log.json`` holds

@@ -13,16 +13,22 @@ Conventions (shared by Tables A, C and D):
   the lowest index among equals; recall@k needs only its rank.
 - That rank is a count: candidates scoring above the best positive, plus equal ones of lower index.
   No top-k or sort is needed, so the scores are produced tile by tile (at most ``max_chunk_bytes``;
-  on CPU small enough to stay in cache) and each tile is read twice right after its product: against
-  the caption queries' thresholds (its rows) and against the image queries' thresholds (its columns).
+  on CPU a few MiB, as fast to produce as one big product) and each tile is read twice right after
+  its product, on CPU in row chunks that stay in cache: against the caption queries' thresholds (its
+  rows) and against the image queries' thresholds (its columns).
   The matrix is never stored and the product is computed once; the counting costs a few percent of it.
+- A small problem (the whole matrix within ``WHOLE_PRODUCT_BYTES`` and the byte budget) is one
+  product, counted from the stored matrix as ``ranks_from_scores`` counts: there the positive pass
+  and the tiles' setup weigh on little work (1k x 5k: 1.16x the bare product's time, tiled 1.19x).
 - Counting needs every query's threshold before the tiles exist, so from embeddings the positive
-  pairs' scores are computed first, one float32 dot product per caption. A product entry can differ
-  from that dot product in the last bit, so the positive's own entry is excluded from its count and
-  the other candidates' entries are compared with the threshold. On exactly representable scores this
-  is the stable-sort rank; otherwise it can differ from ranking stored product entries only for a
-  candidate within float32 rounding (~1e-7) of the positive -- as two float32 products can. From a
-  score matrix (``ranks_from_scores``) the thresholds are the matrix's own entries.
+  pairs' scores are computed first, by small products of each run of captions with their images (a
+  dot product per caption rounds differently: on the CPU's BLAS, product entries of the same pair
+  are the same bits whatever the product's shape, a dot product's were not in 13.7k of 15k pairs --
+  and a duplicate caption then ranked by that last bit instead of its index). Where the bits could
+  still differ (another BLAS, a GPU), the positive's own entry is excluded from its count and the
+  other candidates' entries are compared with the threshold: the rank can then differ from ranking
+  stored product entries only for a candidate within float32 rounding (~1e-7) of the positive. From
+  a score matrix (``ranks_from_scores``) the thresholds are the matrix's own entries.
 - Per query: ``retrieval_ranks`` / ``ranks_from_scores`` return each query's best-positive rank
   (``QueryRanks``, exact below max(ks)); the recalls are counts of ranks below k, and
   ``recall_statistic`` recomputes them on bootstrap resamples of the queries
@@ -35,8 +41,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,22 +52,30 @@ from internvl_bench.bootstrap import Statistic, mean_percent
 
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_MAX_CHUNK_BYTES = 256 * 1024 * 1024
-#: CPU tile bytes per torch thread: small enough that the counting passes after each product find the
-#: tile in cache (at 4 MiB those passes were 1.6x slower on the benchmark machine)
-CPU_TILE_BYTES = 2 * 1024 * 1024
+#: a product of at most this many bytes (and within the byte budget) is computed whole, then counted
+WHOLE_PRODUCT_BYTES = 64 * 1024 * 1024
+#: CPU tile bytes per torch thread: large enough for the product to run at the speed of one big one
+#: (1024 x 1024 tiles: within 2% of it on the benchmark machine, 512 x 1024: 4-6% slower)
+CPU_TILE_BYTES = 4 * 1024 * 1024
+#: on CPU the counting passes go over each tile in row chunks of at most this many bytes, so that a
+#: chunk and its flags stay in a core's L2 cache (whole 2 MiB tiles: passes 3x slower per entry)
+CPU_COUNT_BYTES = 512 * 1024
 #: preferred tile height (caption rows); the width follows from the byte budget
-TILE_ROWS = 512
-#: caption rows per step when computing the positive pairs' scores (a cache-sized buffer)
-POSITIVE_BLOCK = 256
+TILE_ROWS = 1024
+#: caption rows per step when computing the positive pairs' scores, and per product where a step's
+#: captions are not listed by image (each then costs that many dot products)
+POSITIVE_BLOCK, POSITIVE_DIAGONAL = 128, 32
 #: at most this many Python worker threads on CPU (beyond, the GIL-held share of a tile would grow)
 MAX_WORKERS = 8
-#: row blocks are dealt to this many tasks at most, each reusing its buffers over its blocks
+#: with a thread pool, row blocks are dealt to this many tasks at most, each reusing its buffers over
+#: its blocks; without one, all blocks are one task
 MAX_TASKS = 32
 
 #: ``tile(r0, r1, c0, c1, out)`` -> float32 scores [r1 - r0, c1 - c0] of captions r0.. against images
-#: c0.., written into ``out`` (which the counter then overwrites)
+#: c0.., written into ``out`` or a view of a stored matrix (the counter only reads it)
 Tiles = Callable[[int, int, int, int, torch.Tensor], torch.Tensor]
-BlockMap = Callable[[Callable, Iterable], Iterable]
+#: ``block_map(work, n)`` -> the results of ``work((start, end))`` over spans that cover range(n)
+BlockMap = Callable[[Callable[[tuple[int, int]], object], int], Iterable]
 
 
 @dataclass(frozen=True)
@@ -112,9 +127,14 @@ def retrieval_ranks(
     def tile(r0: int, r1: int, c0: int, c1: int, out: torch.Tensor) -> torch.Tensor:
         return torch.mm(texts[r0:r1], images[c0:c1].T, out=out)
 
-    with full_float32_matmul(), _block_map(device) as block_map:
-        positive = _positive_scores(texts, images, text_to_image, block_map)
-        return _ranks(tile, positive, text_to_image, len(images), top, max_chunk_bytes, block_map)
+    with full_float32_matmul():
+        if 4 * len(texts) * len(images) <= min(WHOLE_PRODUCT_BYTES, max_chunk_bytes):
+            scores = torch.mm(texts, images.T)  # before the pool: the product uses every torch thread
+            with _block_map(device) as block_map:
+                return _ranks_of_matrix(scores, text_to_image, top, max_chunk_bytes, block_map)
+        with _block_map(device) as block_map:
+            positive = _positive_scores(texts, images, text_to_image, block_map)
+            return _ranks(tile, positive, text_to_image, len(images), top, max_chunk_bytes, block_map)
 
 
 def recalls_from_ranks(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
@@ -160,15 +180,22 @@ def ranks_from_scores(
     """Each query's best-positive rank (see ``QueryRanks``) from a [n_text, n_image] score matrix."""
     device = torch.device(device) if device is not None else scores.device
     scores = scores.to(device, torch.float32)
+    text_to_image = _check_mapping(text_to_image, *scores.shape).to(device)
+    with _block_map(device) as block_map:
+        return _ranks_of_matrix(scores, text_to_image, top, max_chunk_bytes, block_map)
+
+
+def _ranks_of_matrix(
+    scores: torch.Tensor, text_to_image: torch.Tensor, top: int, max_chunk_bytes: int, block_map: BlockMap
+) -> QueryRanks:
+    """``ranks_from_scores`` on a checked float32 matrix on its device: the thresholds are its entries."""
     n_texts, n_images = scores.shape
-    text_to_image = _check_mapping(text_to_image, n_texts, n_images).to(device)
-    positive = scores[torch.arange(n_texts, device=device), text_to_image]
+    positive = scores[torch.arange(n_texts, device=scores.device), text_to_image]
 
     def tile(r0: int, r1: int, c0: int, c1: int, out: torch.Tensor) -> torch.Tensor:
-        return out.copy_(scores[r0:r1, c0:c1])  # a copy: the counter overwrites its tile
+        return scores[r0:r1, c0:c1]
 
-    with _block_map(device) as block_map:
-        return _ranks(tile, positive, text_to_image, n_images, top, max_chunk_bytes, block_map)
+    return _ranks(tile, positive, text_to_image, n_images, top, max_chunk_bytes, block_map)
 
 
 @contextmanager
@@ -198,20 +225,34 @@ def captions_per_image(text_to_image: torch.Tensor, n_images: int) -> torch.Tens
 def _positive_scores(
     texts: torch.Tensor, images: torch.Tensor, text_to_image: torch.Tensor, block_map: BlockMap
 ) -> torch.Tensor:
-    """[n_texts] float32 score of each caption with its image: a dot product per caption, in steps of
-    a cache-sized buffer (this runs before the product and must cost little next to it)."""
-    n_texts = len(texts)
+    """[n_texts] float32 score of each caption with its image, as the tiles' product computes it: per
+    run of ``POSITIVE_BLOCK`` captions, their product with the images they belong to: the range of
+    images between the run's lowest and highest when that is no wider than the run (captions listed
+    by image), else in steps of ``POSITIVE_DIAGONAL`` captions against their images one per caption
+    (the diagonal); always with at least two images (a one-column product is a matrix-vector
+    product, which rounds differently). This runs before the product and must cost little next to
+    it: at most ``POSITIVE_BLOCK`` dot products' work per caption, ``POSITIVE_DIAGONAL`` unsorted."""
+    n_texts, n_images = len(texts), len(images)
     out = torch.empty(n_texts, dtype=torch.float32, device=texts.device)
 
     def span(start_end: tuple[int, int]) -> None:
         start, end = start_end
-        pairs = torch.empty(min(end - start, POSITIVE_BLOCK), texts.shape[1], device=texts.device)
         for a in range(start, end, POSITIVE_BLOCK):
             b = min(a + POSITIVE_BLOCK, end)
-            block = torch.index_select(images, 0, text_to_image[a:b], out=pairs[: b - a])
-            torch.sum(block.mul_(texts[a:b]), dim=1, out=out[a:b])
+            owners = text_to_image[a:b]
+            low, high = int(owners.min()), int(owners.max()) + 1
+            if high - low <= max(b - a, 2) and n_images >= 2:
+                low = min(low, n_images - 2) if high - low < 2 else low
+                high = max(high, low + 2)
+                block = torch.mm(texts[a:b], images[low:high].T)
+                out[a:b] = block.gather(1, (owners - low)[:, None]).flatten()
+            else:
+                for c in range(a, b, POSITIVE_DIAGONAL):
+                    d = min(c + POSITIVE_DIAGONAL, b)
+                    rows = text_to_image[c:d] if d - c > 1 else text_to_image[c:d].repeat(2)
+                    out[c:d] = torch.mm(texts[c:d], images[rows].T).diagonal()[: d - c]
 
-    list(block_map(span, _spans(n_texts, -(-n_texts // MAX_TASKS))))
+    list(block_map(span, n_texts))
     return out
 
 
@@ -245,12 +286,14 @@ class _Queries:
 
 @dataclass(frozen=True)
 class _Grid:
-    """Tiles of ``rows`` captions x ``cols`` images; a block is one row of tiles."""
+    """Tiles of ``rows`` captions x ``cols`` images, counted ``count_rows`` rows at a time; a block is
+    one row of tiles."""
 
     n_texts: int
     n_images: int
     rows: int
     cols: int
+    count_rows: int
 
     @property
     def n_blocks(self) -> int:
@@ -280,7 +323,7 @@ def _ranks(
     images = _best_captions(positive, text_to_image, n_images)
     grid = _Grid(n_texts, n_images, *_tile_shape(n_texts, n_images, max_chunk_bytes, positive.device))
     counter = _Counter(tile, grid, captions, images, _caption_straddles(captions, grid), _image_straddles(images, grid))
-    for column_counts in block_map(counter.blocks, _spans(grid.n_blocks, -(-grid.n_blocks // MAX_TASKS))):
+    for column_counts in block_map(counter.blocks, grid.n_blocks):
         images.count += column_counts
     return QueryRanks(i2t=images.ranks(min(top, n_texts)), t2i=captions.ranks(min(top, n_images)))
 
@@ -299,7 +342,7 @@ def _best_captions(positive: torch.Tensor, text_to_image: torch.Tensor, n_images
 
 @dataclass(frozen=True)
 class _Straddle:
-    """The queries of one tile whose positive lies inside it: their rows of the tile along the query
+    """The queries of one tile whose positive lies inside it: their indices along the tile's query
     axis (a slice when consecutive), thresholds [n, 1], the positive's offset along the candidate
     axis [n, 1] and the largest such offset. In that tile they were counted with ``> threshold``
     throughout; ``correction`` fixes it.
@@ -310,21 +353,26 @@ class _Straddle:
     at: torch.Tensor
     width: int
 
-    def correction(self, scores: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    def correction(self, scores: torch.Tensor, scratch: torch.Tensor, dim: int) -> torch.Tensor:
         """Per query: minus one if the positive's own entry exceeds the threshold (a candidate is not
-        its own competitor), plus the equal-scoring candidates before it. Only the columns before
-        the last positive are compared, and the exact per-row prefix only in rows with a tie there."""
-        rows = scores[self.rows]
-        own = rows.gather(1, self.at)
-        prefix = rows[:, : self.width]
-        equal = torch.eq(prefix, self.threshold, out=scratch[: prefix.numel()].view(prefix.shape))
-        own_in_prefix = (own == self.threshold) & (self.at < self.width)
-        correction = -(own > self.threshold).float()
-        tied = (equal.sum(dim=1, keepdim=True) > own_in_prefix).flatten().nonzero().flatten()
+        its own competitor), plus the equal-scoring candidates before it. ``dim`` is the tile's
+        candidate axis (1: the queries are its rows, 0: its columns -- read in place, row-major).
+        Only the candidates before the last positive are compared, and the exact per-query prefix
+        only for queries with a tie there."""
+        shape = (-1, 1) if dim == 1 else (1, -1)
+        threshold, at = self.threshold.view(shape), self.at.view(shape)
+        queries = scores[self.rows] if dim == 1 else scores[:, self.rows]
+        own = queries.gather(dim, at)
+        prefix = queries.narrow(dim, 0, self.width)
+        equal = torch.eq(prefix, threshold, out=scratch[: prefix.numel()].view(prefix.shape))
+        own_in_prefix = (own == threshold) & (at < self.width)
+        correction = -(own > threshold).float().flatten()
+        tied = (equal.sum(dim=dim, keepdim=True) > own_in_prefix).flatten().nonzero().flatten()
         if len(tied):
-            before = torch.arange(self.width, device=rows.device) < self.at[tied]
-            correction[tied] += (equal[tied] * before).sum(dim=1, keepdim=True)
-        return correction.flatten()
+            equal_tied = equal.index_select(1 - dim, tied)
+            before = torch.arange(self.width, device=scores.device).view(shape[::-1]) < at.flatten()[tied].view(shape)
+            correction[tied] += (equal_tied * before).sum(dim=dim)
+        return correction
 
 
 def _caption_straddles(captions: _Queries, grid: _Grid) -> dict[int, _Straddle]:
@@ -373,18 +421,26 @@ class _Counter:
     images: _Queries
     caption_straddles: dict[int, _Straddle]
     image_straddles: dict[int, _Straddle]
+    #: per worker thread: the tile and flags buffers and a vector of ones, made once (fresh memory per
+    #: span costs page faults that weigh on small problems)
+    scratch: threading.local = field(default_factory=threading.local)
 
     def blocks(self, span: tuple[int, int]) -> torch.Tensor:
         """Blocks span[0]..span[1]-1: writes their captions' counts and returns what they add to each
-        image query's (summed over spans by the caller), reusing one set of buffers."""
+        image query's (summed over spans by the caller), with this thread's buffers."""
         grid, device = self.grid, self.captions.threshold.device
-        buffers = (torch.empty(grid.rows * grid.cols, device=device), torch.empty(grid.rows * grid.cols, device=device))
-        ones = torch.ones(max(grid.rows, grid.cols), device=device)
+        if not hasattr(self.scratch, "buffers"):
+            size = grid.rows * grid.cols
+            self.scratch.buffers = (torch.empty(size, device=device), torch.empty(size, device=device))
+            self.scratch.ones = torch.ones(max(grid.rows, grid.cols), device=device)
+        buffers, ones = self.scratch.buffers, self.scratch.ones
         column_hits = torch.zeros(grid.n_images, device=device)
-        caption_tiles = (self.captions.positive // grid.cols)[:, None]
+        first_row = span[0] * grid.rows
+        caption_tiles = (self.captions.positive[first_row : span[1] * grid.rows] // grid.cols)[:, None]
         for block in range(*span):
             r0, r1 = block * grid.rows, min((block + 1) * grid.rows, grid.n_texts)
-            row_hits = self._block(block, r0, r1, buffers, ones, column_hits, caption_tiles[r0:r1])
+            tiles_of_rows = caption_tiles[r0 - first_row : r1 - first_row]
+            row_hits = self._block(block, r0, r1, buffers, ones, column_hits, tiles_of_rows)
             self.captions.count[r0:r1] = row_hits.long()
         return column_hits.long()
 
@@ -400,8 +456,8 @@ class _Counter:
     ) -> torch.Tensor:
         """Captions r0..r1-1 against every image tile: per tile, the entries ahead of each row's and
         each column's positive become float 0/1 flags, summed by a matrix-vector product (float32
-        sums are exact below 2**24). The straddling corrections read the scores first; the column
-        pass then overwrites them with its flags."""
+        sums are exact below 2**24). The straddling corrections use the flags buffer as scratch before
+        the passes write their flags into it."""
         grid, captions, images = self.grid, self.captions, self.images
         n_rows = r1 - r0
         below, threshold = captions.below[r0:r1, None], captions.threshold[r0:r1, None]
@@ -410,22 +466,25 @@ class _Counter:
         row_hits = torch.zeros(n_rows, device=threshold.device)
         for number in range(grid.n_tiles):
             c0, c1 = number * grid.cols, min((number + 1) * grid.cols, grid.n_images)
-            size = n_rows * (c1 - c0)
-            scores = self.tile(r0, r1, c0, c1, buffers[0][:size].view(n_rows, c1 - c0))
-            flags = buffers[1][:size].view(n_rows, c1 - c0)
+            width = c1 - c0
+            scores = self.tile(r0, r1, c0, c1, buffers[0][: n_rows * width].view(n_rows, width))
             hits = column_hits[c0:c1]
             key = block * grid.n_tiles + number
             if key in self.caption_straddles:
                 straddle = self.caption_straddles[key]
-                row_hits[straddle.rows] += straddle.correction(scores, buffers[1])
+                row_hits[straddle.rows] += straddle.correction(scores, buffers[1], dim=1)
             if key in self.image_straddles:
                 straddle = self.image_straddles[key]
-                hits[straddle.rows] += straddle.correction(scores.T, buffers[1])
+                hits[straddle.rows] += straddle.correction(scores, buffers[1], dim=0)
             # a caption row counts ">= threshold" (> below) in tiles before its image's
-            torch.gt(scores, torch.where(caption_tiles > number, below, threshold), out=flags)
-            row_hits.addmv_(flags, ones[: c1 - c0])
-            scores.gt_(columns[:, c0:c1])
-            hits.addmv_(scores.T, ones[:n_rows])
+            row_thresholds = torch.where(caption_tiles > number, below, threshold)
+            for a in range(0, n_rows, grid.count_rows):
+                b = min(a + grid.count_rows, n_rows)
+                part, flags = scores[a:b], buffers[1][: (b - a) * width].view(b - a, width)
+                torch.gt(part, row_thresholds[a:b], out=flags)
+                row_hits[a:b].addmv_(flags, ones[:width])
+                torch.gt(part, columns[:, c0:c1], out=flags)
+                hits.addmv_(flags.T, ones[: b - a])
         return row_hits
 
 
@@ -433,9 +492,10 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, max(1, size))]
 
 
-def _tile_shape(n_rows: int, n_cols: int, max_chunk_bytes: int, device: torch.device) -> tuple[int, int]:
-    """(rows, cols) of a float32 tile within the byte budget; on CPU also within ``CPU_TILE_BYTES``
-    per torch thread, and on CUDA within an eighth of the free memory."""
+def _tile_shape(n_rows: int, n_cols: int, max_chunk_bytes: int, device: torch.device) -> tuple[int, int, int]:
+    """(rows, cols) of a float32 tile within the byte budget -- on CPU also within ``CPU_TILE_BYTES``
+    per torch thread, on CUDA within an eighth of the free memory -- and the rows counted at a time
+    (on CPU within ``CPU_COUNT_BYTES``, elsewhere the whole tile)."""
     budget = max_chunk_bytes
     if device.type == "cpu":
         budget = min(budget, CPU_TILE_BYTES * torch.get_num_threads())
@@ -444,24 +504,25 @@ def _tile_shape(n_rows: int, n_cols: int, max_chunk_bytes: int, device: torch.de
     elements = max(1, budget // 4)
     cols = min(n_cols, max(1, elements // min(n_rows, TILE_ROWS)))
     rows = min(n_rows, max(1, elements // cols))
-    return rows, cols
+    count_rows = min(rows, max(1, CPU_COUNT_BYTES // (4 * cols))) if device.type == "cpu" else rows
+    return rows, cols, count_rows
 
 
 @contextmanager
 def _block_map(device: torch.device) -> Iterator[BlockMap]:
-    """``map`` over spans of work: on a CPU with several torch threads, a pool of Python threads each
-    running one torch thread (torch releases the GIL), so the small per-tile operations never wait at
-    an intra-op thread barrier -- on a loaded machine such waits cost more than the work itself.
-    Elsewhere (CUDA, one thread) plain ``map``."""
+    """Runs work over spans of ``range(n)``: on a CPU with several torch threads, up to ``MAX_TASKS``
+    spans on a pool of Python threads each running one torch thread (torch releases the GIL), so the
+    small per-tile operations never wait at an intra-op thread barrier -- on a loaded machine such
+    waits cost more than the work itself. Elsewhere (CUDA, one thread) one span, in this thread."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1:
-        yield map
+        yield lambda work, n: [work((0, n))]
         return
     workers = min(threads, MAX_WORKERS)
     torch.set_num_threads(max(1, threads // workers))
     try:
         with ThreadPoolExecutor(workers) as pool:
-            yield pool.map
+            yield lambda work, n: pool.map(work, _spans(n, -(-n // MAX_TASKS)))
     finally:
         torch.set_num_threads(threads)
 

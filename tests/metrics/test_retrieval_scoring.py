@@ -48,6 +48,19 @@ def test_embedding_ranks_equal_the_previous_scorer_on_ties(seed: int, chunk_byte
 
 
 @pytest.mark.parametrize("seed", range(20))
+def test_counting_in_row_chunks_changes_nothing(seed: int, monkeypatch) -> None:
+    """The CPU counts each tile a few rows at a time: chunks of 1 and 3 rows, any tile size."""
+    images, texts, text_to_image = tie_heavy(seed, sorted_captions=seed % 2 == 0)
+    expected = reference_ranks(images, texts, text_to_image, 10)
+    for count_bytes in (4 * 1, 4 * 3 * 30):
+        monkeypatch.setattr(retrieval, "CPU_COUNT_BYTES", count_bytes)
+        for chunk_bytes in (4 * 7 * 5, 1 << 30):
+            assert_same(retrieval_ranks(images, texts, text_to_image, 10, chunk_bytes), expected)
+            assert_same(ranks_from_scores(texts @ images.T, text_to_image, 10, chunk_bytes),
+                        reference_ranks_from_scores(texts @ images.T, text_to_image))
+
+
+@pytest.mark.parametrize("seed", range(20))
 def test_score_matrix_ranks_equal_the_previous_scorer_on_ties(seed: int) -> None:
     images, texts, text_to_image = tie_heavy(seed, sorted_captions=seed % 2 == 1)
     scores = texts @ images.T
@@ -64,6 +77,24 @@ def test_float_embeddings_give_the_previous_scorers_recalls() -> None:
     expected = recalls_from_ranks(reference_ranks(images, texts, owners))
     for chunk_bytes in (4 * 64 * 100, 1 << 30):
         assert retrieval_recalls(images, texts, owners, max_chunk_bytes=chunk_bytes) == expected
+
+
+@pytest.mark.parametrize("sorted_captions", [True, False])
+def test_duplicate_captions_rank_by_index_on_every_path(sorted_captions: bool) -> None:
+    """Continuous scores with exact duplicates (datasets repeat captions): tiled, whole-product and
+    score-matrix paths all rank a duplicate by its index, as a stable sort of the stored product does --
+    the positives' scores are the product's own bits, not a differently rounded dot product."""
+    generator = torch.Generator().manual_seed(5)
+    images = F.normalize(torch.randn(120, 256, generator=generator), dim=-1)
+    owners = torch.arange(120).repeat_interleave(5)
+    texts = F.normalize(images[owners] + 0.9 * torch.randn(600, 256, generator=generator), dim=-1)
+    texts[1::7] = texts[0::7][: len(texts[1::7])]  # every seventh caption repeated by the next, of another image
+    if not sorted_captions:
+        order = torch.randperm(600, generator=generator)
+        texts, owners = texts[order], owners[order]
+    expected = reference_ranks_from_scores(texts @ images.T, owners, 1000)
+    for chunk_bytes in (4 * 100 * 50, 1 << 30):
+        assert_same(retrieval_ranks(images, texts, owners, 1000, chunk_bytes), expected)
 
 
 def test_the_thread_pool_changes_nothing_and_restores_the_thread_count() -> None:
@@ -122,10 +153,11 @@ def test_scoring_runs_on_the_requested_device_and_returns_cpu_ranks() -> None:
 
 def test_cuda_tiles_are_sized_to_free_memory(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 4 * 1000, 10**12))
-    rows, cols = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cuda"))
-    assert rows * cols * 4 <= 4 * 1000 and rows >= 1 and cols >= 1
-    cpu_rows, cpu_cols = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cpu"))
+    rows, cols, count_rows = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cuda"))
+    assert rows * cols * 4 <= 4 * 1000 and rows >= 1 and cols >= 1 and count_rows == rows
+    cpu_rows, cpu_cols, cpu_count_rows = retrieval._tile_shape(10**6, 10**5, 1 << 30, torch.device("cpu"))
     assert cpu_rows * cpu_cols * 4 <= retrieval.CPU_TILE_BYTES * torch.get_num_threads()
+    assert 1 <= cpu_count_rows < cpu_rows and cpu_count_rows * cpu_cols * 4 <= retrieval.CPU_COUNT_BYTES
 
 
 def test_more_candidates_than_exact_float_counts_are_refused() -> None:
