@@ -417,7 +417,7 @@ class ClaimReader(torch.nn.Module):
 
 
 class CellReader(torch.nn.Module):
-    """Training only: a linear head classifying each projected image token's cell contents and, in
+    """Training only: a linear head classifying each projected image token's cell contents and, from
     stage 4, its place (``cell_targets``).
 
     A from-scratch LLaMA this small reads colours off the image tokens within a few hundred steps but
@@ -494,7 +494,7 @@ def _chat_steps(net, tokenizer, rng: random.Random, steps: int, batch: int, peak
                 positions += range(offset + start - 1, offset + end - 1)
                 targets += ids[start:end]
                 weights += [1.0 / (end - start)] * (end - start)
-                if question in claims:
+                if claim_reader and question in claims:
                     mark = next(k for k in range(asked_from, start) if ids[k] == question_mark)
                     at = [offset + mark, offset + start - 1]  # the "?", and where the answer is predicted
                     claim_rows += [i] * len(at)
@@ -586,7 +586,6 @@ def tune_chat(out: Path, stage: int, batch: int, aux_weight: float) -> None:
     rng = random.Random(SEED + TRAIN_SEED_OFFSET + stage)
     model = load_internvl_chat(str(out), None, "cpu", torch.float32)
     config_data = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    earlier = json.loads((out / "training_log.json").read_text(encoding="utf-8"))
     started = time.perf_counter()
     tune = TUNE_STAGES[stage - 2]
     curve = _chat_steps(model.net, model.tokenizer, rng, tune.steps, batch, tune.peak_lr, 100, aux_weight,
@@ -599,8 +598,7 @@ def tune_chat(out: Path, stage: int, batch: int, aux_weight: float) -> None:
                     state=_chat_state(model.net), tokenizer=out / "tokenizer.model", weights_format="safetensors",
                     dtype=torch.bfloat16)
     (out / "config.json").write_text(json.dumps(config_data, indent=2) + "\n", encoding="utf-8")
-    _write_log(out, f"chat (stage {stage})", tune.steps, batch, curve, wall,
-               earlier={k: v for k, v in earlier.items() if k != "sha256"})
+    _write_log(out, f"chat (stage {stage})", tune.steps, batch, curve, wall, nest_earlier=True)
 
 
 def _rewrite_tower(folder: Path, tower, stage: int, steps: int, batch: int, wall: float) -> None:
@@ -612,25 +610,27 @@ def _rewrite_tower(folder: Path, tower, stage: int, steps: int, batch: int, wall
     state = dict(iter_tensors(weight_files(folder)))
     trained = {name: tensor.detach().clone() for name, tensor in tower.state_dict().items()}
     assert set(trained) <= set(state), set(trained) - set(state)
-    earlier = json.loads((folder / "training_log.json").read_text(encoding="utf-8"))
     for stale in weight_files(folder):
         stale.unlink()
     tiny.write_tower(folder, CHAT_VISION, state=state | trained, weights_format="safetensors", dtype=torch.bfloat16)
-    _write_log(folder, f"chat tower (trained in stage {stage})", steps, batch, [], wall,
-               earlier={k: v for k, v in earlier.items() if k != "sha256"})
+    _write_log(folder, f"chat tower (trained in stage {stage})", steps, batch, [], wall, nest_earlier=True)
 
 
 def _write_log(out: Path, what: str, steps: int, batch: int, curve: list, wall: float,
-               earlier: dict | None = None) -> None:
+               nest_earlier: bool = False) -> None:
     """``training_log.json``: the settings, loss curve ([step, answer loss, cell loss] for the chat model;
-    stage 4 adds the claim value and match losses), wall time, the earlier stage's log, and the sha256 of
-    every file the folder holds."""
+    stages 4 and 5 add the claim value and match losses), wall time, with ``nest_earlier`` the log the
+    folder held (the stage before; its sha256 dropped, the files changed), and the sha256 of every file
+    the folder holds."""
+    log_file = out / "training_log.json"
+    earlier = json.loads(log_file.read_text(encoding="utf-8")) if nest_earlier else None
+    earlier = {k: v for k, v in earlier.items() if k != "sha256"} if earlier else None
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "training_log.json")
     log = {"model": what, "seed": SEED, "steps": steps, "batch": batch, "threads": torch.get_num_threads(),
            "torch": torch.__version__, "wall_time_s": round(wall, 1), "loss_curve": curve,
            **({"earlier_stage": earlier} if earlier else {}),
            "sha256": {str(p.relative_to(out)): _sha256(p) for p in files}}
-    (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
+    log_file.write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
     _log(f"wrote {out} in {wall:.0f} s")
 
 

@@ -242,7 +242,7 @@ def _positive_scores(
             owners = text_to_image[a:b]
             low, high = int(owners.min()), int(owners.max()) + 1
             if high - low <= max(b - a, 2) and n_images >= 2:
-                low = min(low, n_images - 2) if high - low < 2 else low
+                low = min(low, n_images - 2)  # widen a one-image run to two (high <= n_images)
                 high = max(high, low + 2)
                 block = torch.mm(texts[a:b], images[low:high].T)
                 out[a:b] = block.gather(1, (owners - low)[:, None]).flatten()

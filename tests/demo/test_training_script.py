@@ -64,3 +64,14 @@ def test_one_stage_four_step_on_the_committed_chat_model(script) -> None:
     (step, *losses), = curve
     assert step == 0 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
     assert not torch.equal(before, model.net.language_model.lm_head.weight)
+
+
+def test_a_stage_log_nests_the_one_before_without_its_stale_checksums(script, tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "weights.bin").write_bytes(b"new")
+    (tmp_path / "training_log.json").write_text(json.dumps({"model": "stage 3", "sha256": {"weights.bin": "old"}}))
+    script._write_log(tmp_path, "stage 4", 10, 2, [[0, 1.0]], 1.0, nest_earlier=True)
+    log = json.loads((tmp_path / "training_log.json").read_text())
+    assert log["earlier_stage"] == {"model": "stage 3"} and log["model"] == "stage 4"
+    assert log["sha256"] == {"weights.bin": script._sha256(tmp_path / "weights.bin")}
