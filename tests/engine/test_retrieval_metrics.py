@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from internvl_bench.metrics.retrieval import (
-    captions_per_image,
     ranks_from_scores,
     recalls_from_ranks,
     recalls_from_scores,
     retrieval_ranks,
     retrieval_recalls,
 )
+from tests.fixtures.retrieval_reference import captions_per_image
 
 CASES = json.loads((Path(__file__).parent / "data" / "retrieval_cases.json").read_text())["cases"]
 

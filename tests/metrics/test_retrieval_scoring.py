@@ -68,6 +68,56 @@ def test_score_matrix_ranks_equal_the_previous_scorer_on_ties(seed: int) -> None
         assert_same(ranks_from_scores(scores, text_to_image, 10, chunk_bytes), reference_ranks_from_scores(scores, text_to_image))
 
 
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("gather_below", [0, 10**9])
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_every_way_of_counting_a_stored_matrix_agrees(seed: int, gather_below: int, inclusive, monkeypatch) -> None:
+    """A stored matrix is counted strictly above or at or above its queries' thresholds, and its
+    open queries are checked for ties by gathering their lines (few open) or by a masked pass first
+    (many open): every combination gives the reference ranks, whatever the chunking."""
+    monkeypatch.setattr(retrieval, "GATHER_BELOW", gather_below)
+    monkeypatch.setattr(retrieval, "_inclusive_counts", lambda *args: inclusive)
+    images, texts, text_to_image = tie_heavy(seed, sorted_captions=seed % 2 == 0)
+    scores = texts @ images.T
+    for top in (1, 5, 1000):
+        expected = reference_ranks_from_scores(scores, text_to_image, top)
+        for chunk_bytes in (4, 4 * 3 * 30, 1 << 30):
+            assert_same(ranks_from_scores(scores, text_to_image, top, chunk_bytes), expected)
+
+
+@pytest.mark.parametrize("gather_below", [0, 10**9])
+@pytest.mark.parametrize("inclusive", [False, True, None])
+def test_a_strong_model_with_repeated_images_and_captions_ranks_by_index(gather_below: int, inclusive,
+                                                                        monkeypatch) -> None:
+    """Near-matching captions (most queries in the top 10, most images' best caption first) with exact
+    ties from repeated images and captions: every way of counting (None: as the sample decides) ranks
+    the repeats by index, as a stable sort of the stored product does."""
+    monkeypatch.setattr(retrieval, "GATHER_BELOW", gather_below)
+    if inclusive is not None:
+        monkeypatch.setattr(retrieval, "_inclusive_counts", lambda *args: inclusive)
+    generator = torch.Generator().manual_seed(11)
+    images = F.normalize(torch.randn(200, 64, generator=generator), dim=-1)
+    images[1::9] = images[0::9][: len(images[1::9])]  # every ninth image repeated by the next
+    owners = torch.arange(200).repeat_interleave(5)
+    texts = F.normalize(images[owners] + 0.3 * torch.randn(1000, 64, generator=generator), dim=-1)
+    texts[1::7] = texts[0::7][: len(texts[1::7])]  # and every seventh caption
+    expected = reference_ranks(images, texts, owners, 10)
+    assert (expected.t2i < 10).float().mean() > 0.9 and (expected.i2t == 0).float().mean() > 0.8
+    assert_same(retrieval_ranks(images, texts, owners, 10), expected)
+
+
+def test_the_sample_counts_a_strong_model_at_or_above_and_random_scores_strictly_above() -> None:
+    generator = torch.Generator().manual_seed(2)
+    images = F.normalize(torch.randn(300, 64, generator=generator), dim=-1)
+    owners = torch.arange(300).repeat_interleave(5)
+    for noise, expected in ((0.3, True), (None, False)):
+        noisy = torch.randn(1500, 64, generator=generator)
+        texts = F.normalize(noisy if noise is None else images[owners] + noise * noisy, dim=-1)
+        scores = texts @ images.T
+        captions = retrieval._Queries.of(scores[torch.arange(1500), owners], owners, 300)
+        assert retrieval._inclusive_counts(scores, captions, 10) == expected
+
+
 def test_float_embeddings_give_the_previous_scorers_recalls() -> None:
     """Continuous scores (no ties): the same recalls at a Flickr-like size, several tilings."""
     generator = torch.Generator().manual_seed(3)
