@@ -279,7 +279,10 @@ def _count_ties(
 
 
 def _at_threshold_counts(
-    scores: torch.Tensor, queries: tuple[_Queries, _Queries], opened: list[torch.Tensor], line_bytes: int,
+    scores: torch.Tensor,
+    queries: tuple[_Queries, _Queries],
+    opened: list[torch.Tensor],
+    line_bytes: int,
     chunk_rows: int,
 ) -> list[torch.Tensor]:
     """Per direction, each open query's entries exactly at its threshold (its own included): from its
