@@ -57,9 +57,6 @@ from model_zoo.demo_models import (
 from tasks.caption import PROMPT as CAPTION_PROMPT
 
 SEED = 20241201
-CHAT_STEPS = 3000
-CHAT_LR = 2e-3
-CHAT_AUX_WEIGHT = 1.0
 #: world seeds for training; the replicas of ``make demo`` draw from seeds below 1000
 TRAIN_SEED_OFFSET = 10_000_000
 
@@ -267,21 +264,26 @@ def _pope_both(rng: random.Random, scene):
 
 
 @dataclass(frozen=True)
-class TuneStage:
-    """A stage after the first: steps, peak learning rate, turn mixture, weight of the ``ClaimReader``
-    losses (0: none), what the ``CellReader`` asks of each image token, and the tower's learning rate
-    as a fraction of the peak (0: frozen)."""
+class ChatStage:
+    """One stage of the chat model's training: steps, peak learning rate, turn mixture, warm-up steps,
+    the weights of the ``CellReader`` and ``ClaimReader`` losses (0: none), what the ``CellReader`` asks
+    of each image token, and the tower's learning rate as a fraction of the peak (0: frozen)."""
 
     steps: int
     peak_lr: float
     mixture: tuple
+    warmup: int = 100
+    cell_weight: float = 1.0
     claim_weight: float = 0.0
     cell_attributes: tuple[str, ...] = ("shape", "texture")
     tower_lr: float = 0.0
 
 
+#: stage 1: every question kind, from scratch (``--steps`` overrides its steps)
+FIRST_STAGE = ChatStage(3000, 2e-3, CHAT_MIXTURE, warmup=150)
+
 #: stages 4 and 5 (see ``TUNE_STAGES``)
-CLAIM_STAGE = TuneStage(1500, 1e-3, ((0.55, _mme_focus), (0.25, _pope_both), (0.05, _binding), (0.05, _tiny_lvlm),
+CLAIM_STAGE = ChatStage(1500, 1e-3, ((0.55, _mme_focus), (0.25, _pope_both), (0.05, _binding), (0.05, _tiny_lvlm),
                                      (0.04, _short), (0.03, _caption), (0.015, _vizwiz), (0.015, _textvqa)),
                         claim_weight=1.0, cell_attributes=("shape", "texture", "side", "half"), tower_lr=0.2)
 
@@ -292,9 +294,9 @@ CLAIM_STAGE = TuneStage(1500, 1e-3, ((0.55, _mme_focus), (0.25, _pope_both), (0.
 #: with every image token asked where it lies (the frozen tower's tokens had lost it: a linear probe read
 #: a token's side 60% right, and the side and half claims stayed at 50/50)
 TUNE_STAGES = (
-    TuneStage(2000, 1e-3, ((0.40, _mme_both), (0.20, _pope_both), (0.10, _binding), (0.08, _tiny_lvlm),
+    ChatStage(2000, 1e-3, ((0.40, _mme_both), (0.20, _pope_both), (0.10, _binding), (0.08, _tiny_lvlm),
                            (0.06, _short), (0.06, _caption), (0.05, _vizwiz), (0.05, _textvqa))),
-    TuneStage(2500, 2e-3, ((0.55, _mme_both), (0.25, _pope_both), (0.05, _binding), (0.05, _tiny_lvlm),
+    ChatStage(2500, 2e-3, ((0.55, _mme_both), (0.25, _pope_both), (0.05, _binding), (0.05, _tiny_lvlm),
                            (0.04, _short), (0.03, _caption), (0.015, _vizwiz), (0.015, _textvqa))),
     CLAIM_STAGE,
     CLAIM_STAGE,  # stage 5: the same again, from stage 4 (fresh optimizer and heads, seeds of its own)
@@ -437,18 +439,15 @@ class CellReader(torch.nn.Module):
         return sum(F.cross_entropy(part, targets[..., a].flatten()) for a, part in enumerate(logits))
 
 
-def _chat_steps(net, tokenizer, rng: random.Random, steps: int, batch: int, peak_lr: float, warmup: int,
-                aux_weight: float, mixture: tuple = CHAT_MIXTURE, label: str = "chat",
-                claim_weight: float = 0.0, cell_attributes: tuple[str, ...] = ("shape", "texture"),
-                tower_lr: float = 0.0) -> list:
-    """``steps`` AdamW steps on conversations, the tower frozen (as in LLaVA-1.5's recipe; it is the trained
-    contrastive InternViT). The loss is each answer's token cross-entropy (EOS included), predicted from the
-    position before it, averaged per answer so short and long answers weigh the same; plus, weighted by
-    ``aux_weight``, a training-only linear head reading each projected image token's cell contents (shape,
-    texture): a from-scratch LLaMA this small learns colours from the image tokens within a few hundred steps
-    but shapes only after thousands, and the head makes the projector expose them; and, weighted by
-    ``claim_weight`` (when above 0), the ``ClaimReader`` losses at each claim's "?". The heads are discarded.
-    ``tower_lr`` above 0 trains the tower too, at that fraction of the learning rate."""
+def _chat_steps(net, tokenizer, rng: random.Random, stage: ChatStage, batch: int, label: str = "chat") -> list:
+    """``stage.steps`` AdamW steps on conversations of ``stage.mixture``, the tower frozen unless
+    ``stage.tower_lr`` (as in LLaVA-1.5's recipe; it is the trained contrastive InternViT). The loss is each
+    answer's token cross-entropy (EOS included), predicted from the position before it, averaged per answer
+    so short and long answers weigh the same; plus, weighted by ``stage.cell_weight``, a training-only linear
+    head reading each projected image token's cell (``CellReader``): a from-scratch LLaMA this small learns
+    colours from the image tokens within a few hundred steps but shapes only after thousands, and the head
+    makes the projector expose them; and, weighted by ``stage.claim_weight`` (when above 0), the
+    ``ClaimReader`` losses at each claim's "?" and answer position. The heads are discarded."""
     from model_zoo.internvl_chat.conversation import get_template
     from model_zoo.internvl_chat.preprocess import ChatImageTransform, ImageSettings
 
@@ -458,22 +457,22 @@ def _chat_steps(net, tokenizer, rng: random.Random, steps: int, batch: int, peak
     net.train().requires_grad_(True)
     net.vision_tower.requires_grad_(False)
     grid = CHAT_VISION.image_size // CHAT_VISION.patch_size
-    reader = CellReader(net.language_model.config.hidden_size, cell_attributes)
-    claim_reader = ClaimReader(net.language_model.config.hidden_size, tokenizer.vocab_size) if claim_weight else None
+    reader = CellReader(net.language_model.config.hidden_size, stage.cell_attributes)
+    claim_reader = ClaimReader(net.language_model.config.hidden_size, tokenizer.vocab_size) if stage.claim_weight else None
     question_mark = tokenizer.encode("a?")[-1]
     trained = [p for p in net.parameters() if p.requires_grad] + list(reader.parameters())
     trained += list(claim_reader.parameters()) if claim_reader else []
     groups = [{"params": trained, "scale": 1.0}]
-    if tower_lr:
+    if stage.tower_lr:
         net.vision_tower.requires_grad_(True)
-        groups.append({"params": list(net.vision_tower.parameters()), "scale": tower_lr})
+        groups.append({"params": list(net.vision_tower.parameters()), "scale": stage.tower_lr})
         trained = trained + groups[-1]["params"]
-    optimizer = torch.optim.AdamW(groups, lr=peak_lr, weight_decay=0.05)
+    optimizer = torch.optim.AdamW(groups, lr=stage.peak_lr, weight_decay=0.05)
     curve, started = [], time.perf_counter()
-    for step in range(steps):
+    for step in range(stage.steps):
         for group in optimizer.param_groups:
-            group["lr"] = _schedule(step, steps, peak_lr, warmup) * group["scale"]
-        examples = [conversation(rng, mixture=mixture) for _ in range(batch)]
+            group["lr"] = _schedule(step, stage.steps, stage.peak_lr, stage.warmup) * group["scale"]
+        examples = [conversation(rng, mixture=stage.mixture) for _ in range(batch)]
         pixels = torch.stack([transform(render(scene, rng.choice((64, 96, 128)))) for scene, _, _ in examples])
         encoded = [conversation_ids(tokenizer, template, turns) for _, turns, _ in examples]
         image_tokens = net.image_tokens(pixels)
@@ -507,20 +506,20 @@ def _chat_steps(net, tokenizer, rng: random.Random, steps: int, batch: int, peak
         per_token = F.cross_entropy(logits, torch.tensor(targets), reduction="none")
         weights = torch.tensor(weights)
         answers = (per_token * weights).sum() / weights.sum()
-        aux = reader(image_tokens, cell_targets([scene for scene, _, _ in examples], grid, cell_attributes))
-        loss = answers + aux_weight * aux
+        cell = reader(image_tokens, cell_targets([scene for scene, _, _ in examples], grid, stage.cell_attributes))
+        loss = answers + stage.cell_weight * cell
         if claim_reader and claim_rows:
             value, match = claim_reader(output.hidden_states, torch.tensor(claim_rows), torch.tensor(claim_positions),
                                         torch.tensor(truths), torch.tensor(holds))
-            loss = loss + claim_weight * value + claim_weight * match
+            loss = loss + stage.claim_weight * value + stage.claim_weight * match
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
-        if step % 50 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == stage.steps - 1:
             claim = [round(value.item(), 4), round(match.item(), 4)] if claim_reader and claim_rows else []
-            curve.append([step, round(answers.item(), 4), round(aux.item(), 4), *claim])
-            _log(f"{label} step {step}/{steps} answer loss {answers.item():.4f} cell loss {aux.item():.4f}"
+            curve.append([step, round(answers.item(), 4), round(cell.item(), 4), *claim])
+            _log(f"{label} step {step}/{stage.steps} answer loss {answers.item():.4f} cell loss {cell.item():.4f}"
                  + (f" claim value/match loss {claim[0]:.4f}/{claim[1]:.4f}" if claim else "")
                  + f" ({time.perf_counter() - started:.0f} s)")
     return curve
@@ -534,8 +533,7 @@ def contrastive_tower(folder: Path) -> dict[str, torch.Tensor]:
             if name.startswith("vision_model.")}
 
 
-def train_chat(out: Path, tower_out: Path, steps: int, batch: int, peak_lr: float, aux_weight: float,
-               contrastive: Path = CONTRASTIVE_DIR) -> None:
+def train_chat(out: Path, tower_out: Path, stage: ChatStage, batch: int, contrastive: Path = CONTRASTIVE_DIR) -> None:
     """The SentencePiece model, then projector and LLaMA (from scratch) on conversations about the world,
     over the frozen InternViT of the contrastive demo; the tower folder holds that InternViT (its three
     extra, unused blocks random, as ``mm_vision_select_layer`` -4 never runs them)."""
@@ -564,17 +562,17 @@ def train_chat(out: Path, tower_out: Path, steps: int, batch: int, peak_lr: floa
     tower = random_tensors(vision_shapes(CHAT_VISION, positions), seed=SEED + 1) | contrastive_tower(contrastive)
     net.vision_tower.load_state_dict({k: v for k, v in tower.items() if k in net.vision_tower.state_dict()})
     started = time.perf_counter()
-    curve = _chat_steps(net, tokenizer, rng, steps, batch, peak_lr, 150, aux_weight)
+    curve = _chat_steps(net, tokenizer, rng, stage, batch)
     wall = time.perf_counter() - started
     tiny.write_tower(tower_out, CHAT_VISION, state=tower, weights_format="safetensors", dtype=torch.bfloat16)
     tiny.write_chat(out, tower_out.name, language, CHAT_VISION, seed=SEED, state=_chat_state(net),
                     tokenizer=model_file, weights_format="safetensors", dtype=torch.bfloat16)
     (out / "config.json").write_text(json.dumps(config_data, indent=2) + "\n", encoding="utf-8")
-    _write_log(tower_out, "chat tower (the contrastive demo's InternViT, frozen)", steps, batch, [], wall)
-    _write_log(out, "chat", steps, batch, curve, wall)
+    _write_log(tower_out, "chat tower (the contrastive demo's InternViT, frozen)", stage.steps, batch, [], wall)
+    _write_log(out, "chat", stage.steps, batch, curve, wall)
 
 
-def tune_chat(out: Path, stage: int, batch: int, aux_weight: float) -> None:
+def tune_chat(out: Path, stage: int, batch: int) -> None:
     """Stage ``stage`` (2 to 5), from the folders the stage before wrote (bfloat16 weights, loaded by the
     real loader; a fresh optimizer and heads): ``TUNE_STAGES[stage - 2]``. Rewrites the chat folder, and
     the tower folder when the stage trains the tower. The earlier stages' logs are kept inside this stage's."""
@@ -588,8 +586,7 @@ def tune_chat(out: Path, stage: int, batch: int, aux_weight: float) -> None:
     config_data = json.loads((out / "config.json").read_text(encoding="utf-8"))
     started = time.perf_counter()
     tune = TUNE_STAGES[stage - 2]
-    curve = _chat_steps(model.net, model.tokenizer, rng, tune.steps, batch, tune.peak_lr, 100, aux_weight,
-                        tune.mixture, f"chat-stage{stage}", tune.claim_weight, tune.cell_attributes, tune.tower_lr)
+    curve = _chat_steps(model.net, model.tokenizer, rng, tune, batch, f"chat-stage{stage}")
     wall = time.perf_counter() - started
     if tune.tower_lr:
         tower = out.parent / config_data["mm_vision_tower"]
@@ -650,9 +647,10 @@ def main() -> None:
     out, batch = args.out or CHAT_DIR, args.batch or 32
     for stage in sorted(int(s) for s in args.stages.split(",")):
         if stage == 1:
-            train_chat(out, out.parent / TOWER_DIR.name, args.steps or CHAT_STEPS, batch, CHAT_LR, CHAT_AUX_WEIGHT)
+            first = replace(FIRST_STAGE, steps=args.steps) if args.steps else FIRST_STAGE
+            train_chat(out, out.parent / TOWER_DIR.name, first, batch)
         else:
-            tune_chat(out, stage, batch, CHAT_AUX_WEIGHT)
+            tune_chat(out, stage, batch)
 
 
 if __name__ == "__main__":

@@ -81,9 +81,6 @@ MAX_WORKERS = 8
 #: its blocks; without one, all blocks are one task
 MAX_TASKS = 32
 
-#: ``tile(r0, r1, c0, c1, out)`` -> float32 scores [r1 - r0, c1 - c0] of captions r0.. against images
-#: c0.., written into ``out``
-Tiles = Callable[[int, int, int, int, torch.Tensor], torch.Tensor]
 #: ``block_map(work, n)`` -> the results of ``work((start, end))`` over spans that cover range(n)
 BlockMap = Callable[[Callable[[tuple[int, int]], object], int], Iterable]
 
@@ -133,16 +130,12 @@ def retrieval_ranks(
     images = image_emb.to(device, torch.float32)
     texts = text_emb.to(device, torch.float32)
     text_to_image = _check_mapping(text_to_image, len(texts), len(images)).to(device)
-
-    def tile(r0: int, r1: int, c0: int, c1: int, out: torch.Tensor) -> torch.Tensor:
-        return torch.mm(texts[r0:r1], images[c0:c1].T, out=out)
-
     with full_float32_matmul():
         if 4 * len(texts) * len(images) <= min(WHOLE_PRODUCT_BYTES, max_chunk_bytes):
             return _ranks_of_matrix(torch.mm(texts, images.T), text_to_image, top, max_chunk_bytes)
         with _block_map(device) as block_map:
             positive = _positive_scores(texts, images, text_to_image, block_map)
-            return _ranks(tile, positive, text_to_image, len(images), top, max_chunk_bytes, block_map)
+            return _ranks(texts, images, positive, text_to_image, top, max_chunk_bytes, block_map)
 
 
 def recalls_from_ranks(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
@@ -319,14 +312,19 @@ def _gathered_lines(
 
 
 def _chunk_rows(n_rows: int, n_cols: int, max_chunk_bytes: int, device: torch.device) -> int:
-    """Rows of a stored matrix counted at a time: within the byte budget, on CPU within
-    ``CPU_COUNT_BYTES`` per torch thread, on CUDA within an eighth of the free memory."""
-    budget = max_chunk_bytes
+    """Rows of a stored matrix counted at a time, within ``_byte_budget`` (on CPU ``CPU_COUNT_BYTES``
+    per torch thread)."""
+    return min(n_rows, max(1, _byte_budget(max_chunk_bytes, device, CPU_COUNT_BYTES) // (4 * n_cols)))
+
+
+def _byte_budget(max_chunk_bytes: int, device: torch.device, cpu_bytes_per_thread: int) -> int:
+    """The bytes one piece of scores may take: within ``max_chunk_bytes``, on CPU within
+    ``cpu_bytes_per_thread`` per torch thread (cache-sized), on CUDA within an eighth of the free memory."""
     if device.type == "cpu":
-        budget = min(budget, CPU_COUNT_BYTES * torch.get_num_threads())
-    elif device.type == "cuda":
-        budget = min(budget, torch.cuda.mem_get_info(device)[0] // 8)
-    return min(n_rows, max(1, budget // (4 * n_cols)))
+        return min(max_chunk_bytes, cpu_bytes_per_thread * torch.get_num_threads())
+    if device.type == "cuda":
+        return min(max_chunk_bytes, torch.cuda.mem_get_info(device)[0] // 8)
+    return max_chunk_bytes
 
 
 @contextmanager
@@ -430,24 +428,25 @@ class _Grid:
 
 
 def _ranks(
-    tile: Tiles,
+    texts: torch.Tensor,
+    images: torch.Tensor,
     positive: torch.Tensor,
     text_to_image: torch.Tensor,
-    n_images: int,
     top: int,
     max_chunk_bytes: int,
     block_map: BlockMap,
 ) -> QueryRanks:
-    """Both directions' ranks from the score tiles, given each caption's positive score."""
-    n_texts = len(positive)
+    """Both directions' ranks from the product's tiles, given each caption's positive score."""
+    n_texts, n_images = len(texts), len(images)
     _check_sizes(n_texts, n_images)
     captions = _Queries.of(positive, text_to_image, n_images)
-    images = _best_captions(positive, text_to_image, n_images)
+    best = _best_captions(positive, text_to_image, n_images)
     grid = _Grid(n_texts, n_images, *_tile_shape(n_texts, n_images, max_chunk_bytes, positive.device))
-    counter = _Counter(tile, grid, captions, images, _caption_straddles(captions, grid), _image_straddles(images, grid))
+    straddles = _caption_straddles(captions, grid), _image_straddles(best, grid)
+    counter = _Counter(texts, images, grid, captions, best, *straddles)
     for column_counts in block_map(counter.blocks, grid.n_blocks):
-        images.count += column_counts
-    return QueryRanks(i2t=images.ranks(min(top, n_texts)), t2i=captions.ranks(min(top, n_images)))
+        best.count += column_counts
+    return QueryRanks(i2t=best.ranks(min(top, n_texts)), t2i=captions.ranks(min(top, n_images)))
 
 
 def _best_captions(positive: torch.Tensor, text_to_image: torch.Tensor, n_images: int) -> _Queries:
@@ -536,9 +535,11 @@ def _straddle_groups(
 
 @dataclass(frozen=True)
 class _Counter:
-    """Counts, block by block, the candidates ahead of every query's positive."""
+    """Counts, block by block, the candidates ahead of every query's positive, over tiles of the
+    product of the caption and image embeddings."""
 
-    tile: Tiles
+    text_emb: torch.Tensor
+    image_emb: torch.Tensor
     grid: _Grid
     captions: _Queries
     images: _Queries
@@ -590,7 +591,8 @@ class _Counter:
         for number in range(grid.n_tiles):
             c0, c1 = number * grid.cols, min((number + 1) * grid.cols, grid.n_images)
             width = c1 - c0
-            scores = self.tile(r0, r1, c0, c1, buffers[0][: n_rows * width].view(n_rows, width))
+            out = buffers[0][: n_rows * width].view(n_rows, width)
+            scores = torch.mm(self.text_emb[r0:r1], self.image_emb[c0:c1].T, out=out)
             hits = column_hits[c0:c1]
             key = block * grid.n_tiles + number
             if key in self.caption_straddles:
@@ -616,15 +618,9 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _tile_shape(n_rows: int, n_cols: int, max_chunk_bytes: int, device: torch.device) -> tuple[int, int, int]:
-    """(rows, cols) of a float32 tile within the byte budget -- on CPU also within ``CPU_TILE_BYTES``
-    per torch thread, on CUDA within an eighth of the free memory -- and the rows counted at a time
-    (on CPU within ``CPU_COUNT_BYTES``, elsewhere the whole tile)."""
-    budget = max_chunk_bytes
-    if device.type == "cpu":
-        budget = min(budget, CPU_TILE_BYTES * torch.get_num_threads())
-    elif device.type == "cuda":
-        budget = min(budget, torch.cuda.mem_get_info(device)[0] // 8)
-    elements = max(1, budget // 4)
+    """(rows, cols) of a float32 tile within ``_byte_budget`` (on CPU ``CPU_TILE_BYTES`` per torch
+    thread), and the rows counted at a time (on CPU within ``CPU_COUNT_BYTES``, elsewhere the whole tile)."""
+    elements = max(1, _byte_budget(max_chunk_bytes, device, CPU_TILE_BYTES) // 4)
     cols = min(n_cols, max(1, elements // min(n_rows, TILE_ROWS)))
     rows = min(n_rows, max(1, elements // cols))
     count_rows = min(rows, max(1, CPU_COUNT_BYTES // (4 * cols))) if device.type == "cpu" else rows

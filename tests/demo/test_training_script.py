@@ -6,6 +6,7 @@ import importlib.util
 import math
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,9 @@ def test_one_stage_four_step_on_the_committed_chat_model(script) -> None:
 
     torch.manual_seed(0)
     model = load_internvl_chat(str(script.CHAT_DIR), None, "cpu", torch.float32)
-    stage = script.TUNE_STAGES[-1]
+    stage = replace(script.TUNE_STAGES[-1], steps=1, warmup=1, tower_lr=0.0)
     before = model.net.language_model.lm_head.weight.detach().clone()
-    curve = script._chat_steps(model.net, model.tokenizer, random.Random(1), 1, 4, stage.peak_lr, 1, 1.0,
-                               stage.mixture, "test", stage.claim_weight, stage.cell_attributes)
+    curve = script._chat_steps(model.net, model.tokenizer, random.Random(1), stage, 4, "test")
     (step, *losses), = curve
     assert step == 0 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
     assert not torch.equal(before, model.net.language_model.lm_head.weight)
